@@ -1,0 +1,42 @@
+# Two commands do everything: `make lab` to read and run the notebooks, `make test` to check the project.
+# Both create .venv on first use and install arclib into it (editable, with the notebook and test extras).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.arclib-installed
+
+# The notebooks and the CLI read these; `make test` runs everything in quick mode.
+export PLOTLY_RENDERER ?= plotly_mimetype+notebook_connected
+export MPLBACKEND ?= Agg
+
+.PHONY: lab test unit notebooks lint figures execute benchmark clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+lab: $(STAMP)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter lab notebooks/
+
+## The whole suite: lint, unit tests, and nbval over every notebook in quick mode.
+test: $(STAMP)
+	$(BIN)/ruff check arclib tests benchmarks scripts notebooks
+	ARCLIB_QUICK=1 $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+unit: $(STAMP)
+	ARCLIB_QUICK=1 $(BIN)/python -m pytest tests
+
+## Re-execute every notebook in place (full mode) so the committed outputs are current.
+execute: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/loss_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,45 @@
+"""The heads: a feature vector in, one score per class out.
+
+``CosineHead`` is the normalised linear layer of NormFace, ArcFace and the rest: with x and each class
+centre W_j scaled to unit length, the dot product W_j·x *is* cos θ_j (seed 001: "if E and E_c are
+normalised … E·E_c = cos θ"). ``LinearHead`` is the plain biased layer of softmax L1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arclib._checks import check_int
+
+
+class CosineHead(nn.Module):
+    """cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩ for every class j.
+
+    ``weight`` has shape (num_classes, embedding_dim) like ``nn.Linear``: row j is the centre of class j
+    (the sources write W with shape d × n, so a *column* there is a *row* here).
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1 << 24)
+        self.num_classes = check_int("num_classes", num_classes, 2, 1 << 30)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.normal_(self.weight)  # only the direction of each row matters
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
+
+
+class LinearHead(nn.Linear):
+    """W_jᵀx + b_j: the biased linear layer of softmax L1 (seed 000, eq. L1)."""
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        check_int("embedding_dim", embedding_dim, 1, 1 << 24)
+        check_int("num_classes", num_classes, 2, 1 << 30)
+        super().__init__(embedding_dim, num_classes, bias=True)
+        self.embedding_dim, self.num_classes = embedding_dim, num_classes

@@ -1,0 +1,142 @@
+"""The one pipeline every loss of the series shares.
+
+    features x ──► head ──► cos θ (N×C) ──► margin ──► logits z (N×C) ──► criterion ──► loss
+                  CosineHead              s·ψ(θ_y) on the target     softmax CE | sparsemax
+                                          s·cos θ_j on the others
+
+A loss is a ``MarginLoss`` subclass that says one thing: its target function ψ(θ) (and, for QAMFace, the
+non-target one). Everything else — the head, angles, numerics, the criterion, input checks — lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arclib._checks import check_choice, check_finite, check_int, check_labels, check_range
+from arclib.head import CosineHead
+from arclib.sparsemax import sparsemax, sparsemax_loss
+
+CRITERIA = ("softmax", "sparsemax")
+
+
+def angle(cos: Tensor) -> Tensor:
+    """θ = arccos(cos θ), with cos θ clamped one machine epsilon inside [−1, 1].
+
+    arccos has infinite slope at ±1; the clamp keeps every gradient finite (it is zero at the clamp).
+    """
+    eps = torch.finfo(cos.dtype).eps
+    return torch.acos(cos.clamp(-1 + eps, 1 - eps))
+
+
+class MarginLoss(nn.Module):
+    """head → margin → criterion. Subclasses define ``psi``; see the module docstring.
+
+    Call it as ``loss(x, labels)``. With ``embedding_dim`` given, the loss owns a ``CosineHead`` and ``x`` is
+    a batch of features (N, embedding_dim); without it, ``x`` is a batch of cosines (N, C) in [−1, 1].
+    """
+
+    name: ClassVar[str] = ""
+    #: True where logits are s·cos θ_j off the target, so the training path needs no arccos on the N×C matrix.
+    cosine_non_target: ClassVar[bool] = True
+
+    def __init__(self, s: float, num_classes: int | None = None, embedding_dim: int | None = None,
+                 criterion: str = "softmax") -> None:
+        super().__init__()
+        self.s = check_range("s", s, 0, math.inf, low_open=True)
+        self.criterion = check_choice("criterion", criterion, CRITERIA)
+        if embedding_dim is not None and num_classes is None:
+            raise ValueError("num_classes must be given (an integer >= 2) when embedding_dim is given")
+        self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, 2, 1 << 30)
+        self.head = None if embedding_dim is None else self.make_head(embedding_dim, self.num_classes)
+
+    def make_head(self, embedding_dim: int, num_classes: int) -> nn.Module:
+        return CosineHead(embedding_dim, num_classes)
+
+    # ---- what a paper defines ---------------------------------------------------------------------------
+    def psi(self, theta: Tensor) -> Tensor:
+        """Target function ψ(θ) of the target angle, before the scale s."""
+        raise NotImplementedError
+
+    def target_logit(self, theta: Tensor) -> Tensor:
+        """The target class's logit s·ψ(θ) as a function of its angle θ (what the curve notebooks plot)."""
+        return self.s * self.psi(theta)
+
+    def other_logit(self, theta: Tensor) -> Tensor:
+        """A non-target class's logit as a function of its angle: s·cos θ for every loss but QAMFace."""
+        return self.s * torch.cos(theta)
+
+    def target_logit_from_cos(self, cos_y: Tensor) -> Tensor:
+        """s·ψ(θ_y) from the target cosines; losses defined on cos θ (NormFace, CosFace) skip the arccos."""
+        return self.target_logit(angle(cos_y))
+
+    # ---- the shared machinery ---------------------------------------------------------------------------
+    def scores(self, x: Tensor) -> Tensor:
+        """cos θ for every class (N, C): the head applied to features, or checked cosines passed in."""
+        if self.head is not None:
+            if x.dim() != 2 or x.shape[1] != self.head.embedding_dim:
+                raise ValueError(f"features must have shape (N, {self.head.embedding_dim}), got {tuple(x.shape)}")
+            check_finite("features", x)
+            return self.head(x)
+        if x.dim() != 2 or x.shape[1] < 2:
+            raise ValueError(f"cos_theta must have shape (N, C) with C >= 2 classes, got {tuple(x.shape)}")
+        if self.num_classes is not None and x.shape[1] != self.num_classes:
+            raise ValueError(f"cos_theta must have {self.num_classes} columns (num_classes), got {x.shape[1]}")
+        check_finite("cos_theta", x)
+        if x.numel() and (x.min() < -1 - 1e-3 or x.max() > 1 + 1e-3):
+            raise ValueError(f"cos_theta must lie in [-1, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+        return x
+
+    def logits(self, x: Tensor, labels: Tensor) -> Tensor:
+        """z (N, C): s·ψ(θ_y) at each sample's target, the non-target logit elsewhere.
+
+        Only the N target cosines go through ψ, and they are written into the N×C matrix in place, so the
+        margin costs no N×C buffer beyond what s·cos θ already needs. The margin maths runs in at least
+        float32, also under bf16/fp16 autocast (the fp16 number below 1 is 0.99951, an angle of 1.8°).
+        """
+        cos = self.scores(x)
+        labels = check_labels(labels, cos.shape[0], cos.shape[1])
+        cos = cos.to(torch.promote_types(cos.dtype, torch.float32))
+        index = labels[:, None]
+        target = self.target_logit_from_cos(cos.gather(1, index))
+        z = self.s * cos if self.cosine_non_target else self.other_logit(angle(cos))
+        return z.scatter_(1, index, target.to(z.dtype))
+
+    def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+        z = self.logits(x, labels)
+        labels = labels.long()
+        if self.criterion == "sparsemax":
+            return sparsemax_loss(z, labels, reduction=reduction)
+        return F.cross_entropy(z, labels, reduction=reduction)
+
+    @torch.no_grad()
+    def probabilities(self, x: Tensor) -> Tensor:
+        """Class probabilities at test time: the criterion's map of the margin-free logits."""
+        cos = self.scores(x).float()
+        z = self.s * cos if self.cosine_non_target else self.other_logit(angle(cos))
+        return sparsemax(z, dim=1) if self.criterion == "sparsemax" else torch.softmax(z, dim=1)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """The predicted class: the nearest class centre by angle (largest cos θ)."""
+        return self.scores(x).argmax(dim=1)
+
+    def hparams(self) -> dict:
+        """The constructor arguments that rebuild this loss with ``arclib.losses.make``."""
+        out = {"s": self.s, "criterion": self.criterion, "num_classes": self.num_classes,
+               "embedding_dim": None if self.head is None else self.head.embedding_dim}
+        out.update(self.margin_hparams())
+        return out
+
+    def margin_hparams(self) -> dict:
+        return {}
+
+    def extra_repr(self) -> str:
+        parts = [f"s={self.s:g}"] + [f"{k}={v!r}" for k, v in self.margin_hparams().items()]
+        if self.criterion != "softmax":
+            parts.append(f"criterion={self.criterion!r}")
+        return ", ".join(parts)

@@ -1,0 +1,58 @@
+"""Sparsemax and its loss (Martins & Astudillo, ICML 2016), the criterion of Angular SparseMax (seed 002).
+
+sparsemax(z) is the Euclidean projection of z onto the probability simplex (seed 002, eq. 4):
+p = argmin_{p ∈ Δ} ‖p − z‖². Unlike softmax it gives classes exactly zero probability.
+
+Seed 002's Algorithm 1 is garbled: it defines τ = ((Σ_{j≤c} z_j) − 1)/2. The correct threshold divides by
+the support size ρ, not by 2, and sums only the ρ largest entries: τ = (Σ_{j≤ρ} z_(j) − 1)/ρ.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
+    """p = max(z − τ, 0), with τ chosen so that p sums to one (Algorithm 1 of seed 002, corrected)."""
+    z_sorted, _ = torch.sort(z, dim=dim, descending=True)
+    cumsum = z_sorted.cumsum(dim)
+    shape = [1] * z.dim()
+    shape[dim] = -1
+    k = torch.arange(1, z.shape[dim] + 1, device=z.device, dtype=z.dtype).view(shape)
+    # ρ = max{k : 1 + k·z_(k) > Σ_{j≤k} z_(j)}; the condition holds exactly on a prefix, so ρ is a count.
+    rho = (1 + k * z_sorted > cumsum).sum(dim=dim, keepdim=True)
+    tau = (cumsum.gather(dim, rho - 1) - 1) / rho
+    return torch.clamp(z - tau, min=0)
+
+
+class _SparsemaxLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: Tensor, labels: Tensor) -> Tensor:
+        p = sparsemax(z, dim=1)
+        z_y = z.gather(1, labels[:, None]).squeeze(1)
+        loss = 0.5 * (1 - (p * p).sum(1)) + (p * z).sum(1) - z_y
+        ctx.save_for_backward(p, labels)
+        return loss.clamp_min(0)  # ≥ 0 in exact arithmetic; clamp only removes rounding below zero
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        p, labels = ctx.saved_tensors
+        g = p.clone()
+        g.scatter_add_(1, labels[:, None], -torch.ones_like(p[:, :1]))
+        return g * grad[:, None], None
+
+
+def sparsemax_loss(z: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """L(z, y) = ½(1 − ‖p‖²) + ⟨p − e_y, z⟩ with p = sparsemax(z); its gradient is p − e_y.
+
+    Zero exactly when z_y ≥ 1 + max_{j≠y} z_j: the sample is then past the loss's own margin of 1.
+    """
+    losses = _SparsemaxLoss.apply(z, labels)
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
