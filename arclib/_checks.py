@@ -24,7 +24,11 @@ def check_range(name: str, value: float, low: float = -math.inf, high: float = m
 
 
 def check_int(name: str, value: int, low: int, high: int) -> int:
-    if isinstance(value, bool) or not float(value).is_integer():
+    try:
+        integral = not isinstance(value, bool) and float(value).is_integer()
+    except (TypeError, ValueError):
+        integral = False
+    if not integral:
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     check_range(name, value, low, high)
     return int(value)

@@ -50,7 +50,8 @@ def install_cell(url: str, widgets: bool) -> str:
     return "\n".join(lines)
 
 
-def update(path: Path, url: str) -> bool:
+def update(path: Path, url: str, write: bool = True) -> bool:
+    """Bring one notebook's badge and install cell up to date; True if anything was (or would be) changed."""
     nb = nbformat.read(path, as_version=4)
     changed = False
     first = nb.cells[0]
@@ -72,7 +73,7 @@ def update(path: Path, url: str) -> bool:
     if cells[0].source != source:
         cells[0].source = source
         changed = True
-    if changed:
+    if changed and write:
         nbformat.write(nb, path)
     return changed
 
@@ -87,16 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path in paths:
         if args.check:
-            nb_text = path.read_text()
-            tmp = path.with_suffix(".check.ipynb")
-            tmp.write_text(nb_text)
-            try:
-                if update(tmp, url):
-                    stale.append(path)
-            finally:
-                tmp.unlink()
+            if update(path, url, write=False):
+                stale.append(path)
         elif update(path, url):
-            print(f"updated {path.relative_to(ROOT)}")
+            print(f"updated {path}")
     if stale:
         print("out of date (run python scripts/colab.py):", *stale, sep="\n  ")
         return 1

@@ -9,8 +9,8 @@ from arclib.losses.cosface import CosFace
 from arclib.losses.normface import NormFace
 from arclib.losses.qamface import QAMFace
 from arclib.losses.softmax import Softmax
-from arclib.losses.sphereface import SphereFace
 from arclib.losses.sparsemax import AngularSparsemax, Sparsemax
+from arclib.losses.sphereface import SphereFace
 
 LOSSES: dict[str, type[MarginLoss]] = {
     cls.name: cls

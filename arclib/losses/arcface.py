@@ -21,7 +21,8 @@ def angular_margin(theta: Tensor, m1: float, m2: float, m3: float, tail: str) ->
     centre would be pulled *away* from it (QAMFace, seed 004, Fig. 1). The treatments:
 
     - ``"continuous"`` (arclib's default): past θ* use cos θ − cos θ* − 1 − m3, a CosFace-style tail that
-      meets the curve at θ* (value −1 − m3). Monotone, continuous, and its slope is NormFace's −sin θ, never 0.
+      meets the curve at θ* (value −1 − m3). Monotone and continuous; past θ* its slope is NormFace's −sin θ,
+      so it vanishes only at the single points θ* (where cos(θ + m) bottoms out) and θ = π, never on a stretch.
     - ``"fallback"``: the original InsightFace code, cos θ − m·sin m past θ* (ArcFace only, m1 = 1).
       Monotone, but it jumps down at θ* (from −1 to −cos m − m·sin m ≈ −1.117 for m = 0.5).
     - ``"straight_through"``: today's InsightFace: the value cos(θ + m) everywhere, the gradient of cos θ

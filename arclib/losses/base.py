@@ -47,7 +47,7 @@ class MarginLoss(nn.Module):
     def __init__(self, s: float, num_classes: int | None = None, embedding_dim: int | None = None,
                  criterion: str = "softmax") -> None:
         super().__init__()
-        self.s = check_range("s", s, 0, math.inf, low_open=True)
+        self.s = check_range("s", s, 0, math.inf, low_open=True, high_open=True)
         self.criterion = check_choice("criterion", criterion, CRITERIA)
         if embedding_dim is not None and num_classes is None:
             raise ValueError("num_classes must be given (an integer >= 2) when embedding_dim is given")

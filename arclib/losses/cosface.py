@@ -12,8 +12,8 @@ from arclib.losses.base import MarginLoss
 class CosFace(MarginLoss):
     r"""L_lmc = −(1/N) Σ_i log( e^{s(cos θ_{y_i} − m)} / (e^{s(cos θ_{y_i} − m)} + Σ_{j≠y_i} e^{s cos θ_j}) ).
 
-    ψ(θ) = cos θ − m: the margin is subtracted from the cosine, so in angle it is wide near θ = 90° and
-    narrow near 0° and 180° (seed 000: "only a nonlinear angular margin").
+    ψ(θ) = cos θ − m: the margin is subtracted from the cosine, so in angle it is about m / sin θ — narrowest
+    at θ = 90° and widening towards 0° and 180° (seed 000: "only a nonlinear angular margin").
     """
 
     name = "cosface"

@@ -34,6 +34,8 @@ class Softmax(MarginLoss):
         if self.head is None:
             if x.dim() != 2 or x.shape[1] < 2:
                 raise ValueError(f"logits must have shape (N, C) with C >= 2 classes, got {tuple(x.shape)}")
+            if self.num_classes is not None and x.shape[1] != self.num_classes:
+                raise ValueError(f"logits must have {self.num_classes} columns (num_classes), got {x.shape[1]}")
             check_finite("logits", x)
             return x
         return super().scores(x)

@@ -26,7 +26,7 @@ class SphereFace(MarginLoss):
                  embedding_dim: int | None = None, criterion: str = "softmax") -> None:
         super().__init__(s=s, num_classes=num_classes, embedding_dim=embedding_dim, criterion=criterion)
         self.m = check_int("m", m, 1, 10)
-        self.lam = check_range("lam", lam, 0.0, math.inf)
+        self.lam = check_range("lam", lam, 0.0, math.inf, high_open=True)
 
     def psi(self, theta: Tensor) -> Tensor:
         k = torch.floor(self.m * theta / math.pi).clamp(0, self.m - 1)

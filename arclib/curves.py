@@ -1,0 +1,208 @@
+"""Curves of a loss against the target angle θ: the target logit, its slope, and a two-class loss.
+
+Every number here comes from the loss object itself (``loss.target_logit``, ``loss.forward``), never from a
+re-typed formula, so the curves chapter plots exactly what the training chapters optimise.
+
+The two-class ("binary") setting follows QAMFace (seed 004, Fig. 2 and 3): a feature x of class i at angle θ
+from its centre W_i, a second centre W_j at a fixed angle δ = θ_ij from W_i, and all three vectors in one
+plane. Where x sits in that plane decides its angle to W_j (``other_angle``):
+
+- ``"far"``: x on the far side of W_i from W_j, so θ_j = θ + δ (wrapped to [0, π]). With δ = π/6 this is the
+  placement that reproduces the paper's claims: ArcFace's loss *rises* as θ shrinks, QAMFace's falls.
+- ``"near"``: x between the centres (then beyond W_j), so θ_j = |θ − δ|: at θ = δ the feature sits on W_j.
+
+Plotting code imports plotly/ipywidgets lazily: they are optional (notebook) dependencies of arclib.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from arclib.losses import MarginLoss, make
+
+PLACEMENTS = ("far", "near")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab, whose ipywidgets 7 cannot run plotly's FigureWidget reliably."""
+    return "google.colab" in sys.modules
+
+
+def _as_tensor(thetas) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(thetas, dtype=np.float64))
+
+
+def target_logit_curve(loss: MarginLoss, thetas, scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ψ(θ) and dψ/dθ at each θ, both from ``loss.target_logit`` (the slope by autograd).
+
+    ``scaled=True`` returns the logit s·ψ(θ) and its slope instead. The slope is what back-propagation sees,
+    so for ``tail="straight_through"`` it is NormFace's −sin θ although the value is cos(θ + m).
+    """
+    theta = _as_tensor(thetas).requires_grad_(True)
+    value = loss.target_logit(theta)
+    if not scaled:
+        value = value / loss.s
+    (slope,) = torch.autograd.grad(value.sum(), theta)
+    return value.detach().numpy(), slope.numpy()
+
+
+def other_angle(thetas, inter_angle: float = math.pi / 6, placement: str = "far") -> np.ndarray:
+    """The angle θ_j between the feature and the other centre, for feature, W_i and W_j in one plane.
+
+    With W_i at polar angle 0 and W_j at +δ, ``"far"`` puts x at −θ and ``"near"`` at +θ; the geodesic
+    angle is then min(θ + δ, 2π − θ − δ) or |θ − δ|.
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
+    theta = np.asarray(thetas, dtype=np.float64)
+    if placement == "far":
+        return np.minimum(theta + inter_angle, 2 * math.pi - theta - inter_angle)
+    return np.abs(theta - inter_angle)
+
+
+def binary_cosines(thetas, inter_angle: float = math.pi / 6, placement: str = "far") -> torch.Tensor:
+    """The (N, 2) cosine matrix [cos θ, cos θ_j] of the two-class setting; the target is column 0."""
+    theta = np.asarray(thetas, dtype=np.float64)
+    cos = np.stack([np.cos(theta), np.cos(other_angle(theta, inter_angle, placement))], axis=1)
+    return torch.as_tensor(np.clip(cos, -1.0, 1.0))
+
+
+@torch.no_grad()
+def binary_loss_curve(loss: MarginLoss, thetas, inter_angle: float = math.pi / 6,
+                      placement: str = "far") -> np.ndarray:
+    """The per-sample loss of the two-class setting (module docstring) as the target angle θ moves.
+
+    Computed by ``loss(cos, labels, reduction="none")``: the same forward pass as training, on cosines.
+    """
+    cos = binary_cosines(thetas, inter_angle, placement)
+    labels = torch.zeros(cos.shape[0], dtype=torch.long)
+    return loss(cos, labels, reduction="none").numpy()
+
+
+# ---- interactive curves (plotly + ipywidgets) ----------------------------------------------------------
+
+#: What the explorer compares: the cosine family shares one logit scale, so one s slider fits them all.
+EXPLORER_LOSSES: tuple[tuple[str, dict, str], ...] = (
+    ("normface", {}, "NormFace cos θ"),
+    ("cosface", {"m": "m"}, "CosFace cos θ − m"),
+    ("arcface", {"m": "m", "tail": "none"}, "ArcFace cos(θ + m), no tail"),
+    ("arcface", {"m": "m"}, "ArcFace, continuous tail"),
+)
+_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")
+
+
+def _explorer_losses(s: float, m: float) -> list[tuple[MarginLoss, str]]:
+    out = []
+    for name, params, label in EXPLORER_LOSSES:
+        hp = {k: (m if v == "m" else v) for k, v in params.items()}
+        out.append((make(name, s=s, **hp), label))
+    return out
+
+
+def _curve_data(s: float, m: float, inter_angle: float, thetas: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """(s·ψ, s·dψ/dθ, binary loss) for every explorer loss."""
+    data = []
+    for loss, _ in _explorer_losses(s, m):
+        value, slope = target_logit_curve(loss, thetas, scaled=True)
+        data.append((value, slope, binary_loss_curve(loss, thetas, inter_angle)))
+    return data
+
+
+def curves_figure(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6, n: int = 361):
+    """A plain plotly figure: target logit, its slope and the two-class loss ("far" placement) against θ."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    thetas = np.linspace(0, math.pi, n)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("target logit s·ψ(θ)", "slope s·dψ/dθ",
+                                                        f"two-class loss, θ_ij = {inter_angle:.3f}"))
+    for k, (values, (_, _, label)) in enumerate(zip(_curve_data(s, m, inter_angle, thetas), EXPLORER_LOSSES)):
+        for col, y in enumerate(values, start=1):
+            fig.add_trace(go.Scatter(x=thetas, y=y, name=label, legendgroup=label, showlegend=col == 1,
+                                     line={"color": _COLOURS[k], "dash": "dash" if "no tail" in label else None}),
+                          row=1, col=col)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text="target angle θ (rad)", row=1, col=col)
+    fig.update_yaxes(title_text="logit", row=1, col=1)
+    fig.update_yaxes(title_text="d logit / dθ", row=1, col=2)
+    fig.update_yaxes(title_text="loss", row=1, col=3)
+    fig.update_layout(title=_curves_title(s, m), height=420, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def _curves_title(s: float, m: float) -> str:
+    return f"Cosine-family curves at s = {s:.1f}, m = {m:.2f}"
+
+
+class CurveExplorer:
+    """Jupyter: a plotly FigureWidget redrawn in place by two ipywidgets sliders (s and m).
+
+    ``update(s, m)`` recomputes every curve and writes the new y arrays inside ``batch_update()``, so the
+    browser receives one message per slider move. Setting ``s_slider.value`` from code runs the same path.
+    """
+
+    def __init__(self, s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6, n: int = 361) -> None:
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        self.inter_angle, self.thetas = inter_angle, np.linspace(0, math.pi, n)
+        self.figure = go.FigureWidget(curves_figure(s, m, inter_angle, n))
+        self.s_slider = w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, description="s",
+                                      continuous_update=False)
+        self.m_slider = w.FloatSlider(value=m, min=0.0, max=1.2, step=0.05, description="m",
+                                      continuous_update=False)
+        for slider in (self.s_slider, self.m_slider):
+            slider.observe(self._on_change, names="value")
+        self.widget = w.VBox([w.HBox([self.s_slider, self.m_slider]), self.figure])
+
+    def _on_change(self, _change) -> None:
+        self.update(self.s_slider.value, self.m_slider.value)
+
+    def update(self, s: float, m: float) -> None:
+        data = _curve_data(s, m, self.inter_angle, self.thetas)
+        with self.figure.batch_update():
+            for k, values in enumerate(data):
+                for col, y in enumerate(values):
+                    self.figure.data[3 * k + col].y = y
+            self.figure.layout.title.text = _curves_title(s, m)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def explore_curves(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6):
+    """One entry point: the live ``CurveExplorer`` in Jupyter; on Colab, ``ipywidgets.interact`` (displayed at
+    once, returns None)."""
+    if in_colab():
+        import ipywidgets as w
+
+        def show(s: float = s, m: float = m) -> None:
+            curves_figure(s, m, inter_angle).show()
+
+        w.interact(show, s=w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, continuous_update=False),
+                   m=w.FloatSlider(value=m, min=0.0, max=1.2, step=0.05, continuous_update=False))
+        return None  # interact has displayed itself
+    return CurveExplorer(s, m, inter_angle)
+
+
+def time_slider_updates(slider, values: Sequence[float]) -> float:
+    """Median seconds from setting ``slider.value`` in code to the end of its ``observe`` callbacks.
+
+    ipywidgets runs the callbacks synchronously on assignment, so this is the kernel-side redraw time
+    (recompute plus the FigureWidget update); the browser's own rendering comes on top.
+    """
+    times = []
+    for value in values:
+        start = time.perf_counter()
+        slider.value = value
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

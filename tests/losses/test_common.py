@@ -1,0 +1,321 @@
+"""What every loss in ``arclib.losses.NAMES`` must do: numerics at the edges, gradchecks, ψ as a tensor
+function, input checks that name the argument, and ``make(name, **loss.hparams())`` round trips."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from arclib.losses import LOSSES, NAMES, make
+
+C, D = 4, 2
+# what the input is called in error messages when the loss owns no head
+COS_NAME = {name: "logits" if name == "softmax" else "cos_theta" for name in NAMES}
+# a non-default setting of every loss, for the round trip
+SETTINGS = {
+    "softmax": {},
+    "normface": {"s": 7.0},
+    "sphereface": {"s": 9.0, "m": 3, "lam": 0.5},
+    "cosface": {"s": 30.0, "m": 0.2},
+    "arcface": {"s": 30.0, "m": 0.3, "tail": "easy", "criterion": "sparsemax"},
+    "combined": {"s": 20.0, "m1": 1.2, "m2": 0.1, "m3": 0.05, "tail": "none"},
+    "qamface": {"s": 4.0, "m": 0.3},
+    "sparsemax": {"s": 2.5},
+    "angular_sparsemax": {"s": 2.0, "m": 0.15, "tail": "straight_through"},
+}
+
+
+def test_names_cover_every_loss():
+    assert set(NAMES) == set(SETTINGS) == set(LOSSES)
+    for name in NAMES:
+        assert make(name).name == name
+
+
+# ---- numerics: a grid over cos θ ∈ [−1, 1] that holds exactly −1, 0 and +1 ----------------------------------
+
+GRID = torch.arange(-10, 11, dtype=torch.float64) / 10
+assert GRID[0] == -1 and GRID[-1] == 1 and GRID[10] == 0
+
+
+def _grid_cosines(dtype):
+    """Every pair (target cos, non-target cos) from the grid, plus a column at +1 and one at −1; label 0."""
+    t, o = torch.meshgrid(GRID, GRID, indexing="ij")
+    n = t.numel()
+    cos = torch.stack([t.reshape(-1), o.reshape(-1), torch.ones(n, dtype=torch.float64),
+                       -torch.ones(n, dtype=torch.float64)], 1)
+    return cos.to(dtype), torch.zeros(n, dtype=torch.long)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_on_cosine_grid(name, dtype):
+    cos, y = _grid_cosines(dtype)
+    cos.requires_grad_()
+    loss = make(name)
+    values = loss(cos, y, reduction="none")
+    assert values.dtype == torch.promote_types(dtype, torch.float32)  # bf16 cosines: the margin runs in float32
+    assert torch.isfinite(values).all()
+    values.sum().backward()
+    assert torch.isfinite(cos.grad).all()
+    # also as the target at +1 / −1 with the non-target anywhere, label 1 instead of 0
+    cos2 = cos.detach()[:, [1, 0, 2, 3]].clone().requires_grad_()
+    loss(cos2, torch.ones_like(y)).backward()
+    assert torch.isfinite(cos2.grad).all()
+
+
+def _grid_features(dtype):
+    """Features on the unit circle at angles φ ∈ [0, π] (φ = 0, π/2 and π exactly); with W rows (1, 0), (−1, 0),
+    (0, 1), (0, −1) the cosines are cos φ, −cos φ, sin φ, −sin φ: every class meets +1 and −1 somewhere."""
+    phi = torch.linspace(0, math.pi, 41, dtype=torch.float64)
+    x = torch.stack([torch.cos(phi), torch.sin(phi)], 1)
+    x[0], x[20], x[-1] = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 0.0])
+    x = x.repeat(C, 1)
+    y = torch.arange(C).repeat_interleave(len(phi))
+    w = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    return x.to(dtype), y, w.to(dtype)
+
+
+@pytest.mark.parametrize("mode", ["float32", "float64", "bf16-autocast"])
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_with_head_at_the_poles(name, mode):
+    dtype = torch.float64 if mode == "float64" else torch.float32
+    x, y, w = _grid_features(dtype)
+    loss = make(name, num_classes=C, embedding_dim=D).to(dtype)
+    with torch.no_grad():
+        loss.head.weight.copy_(w)
+        if getattr(loss.head, "bias", None) is not None:
+            loss.head.bias.zero_()
+    x.requires_grad_()
+    if mode == "bf16-autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert loss.head(x).dtype == torch.bfloat16  # the matmul really runs in bf16
+            values = loss(x, y, reduction="none")
+    else:
+        cos = loss.head(x).detach()
+        if name != "softmax":
+            assert (cos == 1).any() and (cos == -1).any()  # the poles are really hit
+        values = loss(x, y, reduction="none")
+    assert torch.isfinite(values).all()
+    values.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.isfinite(loss.head.weight.grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_away_from_kinks(name):
+    gen = torch.Generator().manual_seed(sum(map(ord, name)))
+    # (−0.8, 0.9): inside every default tail's θ* (ArcFace m = 0.5: cos θ* = −0.878) and off the clamp at ±1
+    cos = (torch.rand(3, 5, generator=gen, dtype=torch.float64) * 1.7 - 0.8).requires_grad_()
+    y = torch.tensor([0, 4, 2])
+    loss = make(name)
+    assert torch.autograd.gradcheck(lambda c: loss(c, y, reduction="none"), (cos,))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_target_logit_is_a_tensor_function(name):
+    loss = make(name)
+    theta = torch.linspace(0, math.pi, 64, dtype=torch.float64, requires_grad=True)
+    for fn in (loss.target_logit, loss.other_logit):
+        out = fn(theta)
+        assert out.shape == theta.shape and out.dtype == torch.float64 and torch.isfinite(out).all()
+        (grad,) = torch.autograd.grad(out.sum(), theta)
+        assert torch.isfinite(grad).all()
+    # a 2-D grid works too, and the logits of the loss are exactly these curves at the angles
+    cos = torch.cos(torch.rand(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * math.pi)
+    if name != "softmax":
+        y = torch.tensor([0, 1, 2, 3, 4, 0])
+        z = loss.logits(cos, y)
+        theta2 = torch.acos(cos)
+        rows = torch.arange(6)
+        torch.testing.assert_close(z[rows, y], loss.target_logit(theta2)[rows, y])
+        off = torch.ones_like(z, dtype=torch.bool)
+        off[rows, y] = False
+        torch.testing.assert_close(z[off], loss.other_logit(theta2)[off])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reductions_and_probabilities(name):
+    gen = torch.Generator().manual_seed(1)
+    loss = make(name, num_classes=6, embedding_dim=3)
+    x = torch.randn(10, 3, generator=gen)
+    y = torch.randint(0, 6, (10,), generator=gen)
+    per = loss(x, y, reduction="none")
+    assert per.shape == (10,) and (per >= 0).all()
+    torch.testing.assert_close(loss(x, y), per.mean())
+    torch.testing.assert_close(loss(x, y, reduction="sum"), per.sum())
+    p = loss.probabilities(x)
+    assert (p >= 0).all()
+    torch.testing.assert_close(p.sum(1), torch.ones(10))
+    assert loss.predict(x).shape == (10,)
+
+
+# ---- make / hparams round trip ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_make_roundtrips_hparams(name, head):
+    kw = dict(SETTINGS[name])
+    if head:
+        kw.update(num_classes=5, embedding_dim=3)
+    loss = make(name, **kw)
+    hp = loss.hparams()
+    for k, v in kw.items():
+        assert hp[k] == v
+    again = make(name, **hp)
+    assert type(again) is type(loss) and again.hparams() == hp
+    assert repr(again) == repr(loss)
+    # same hparams and same weights: same loss
+    gen = torch.Generator().manual_seed(2)
+    if head:
+        again.load_state_dict(loss.state_dict())
+        x = torch.randn(7, 3, generator=gen)
+    else:
+        x = torch.rand(7, 5, generator=gen) * 2 - 1
+    y = torch.randint(0, 5, (7,), generator=gen)
+    torch.testing.assert_close(again(x, y), loss(x, y))
+
+
+def test_make_unknown_name():
+    with pytest.raises(ValueError, match="name must be one of"):
+        make("nope")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_make_unknown_argument_names_it(name):
+    with pytest.raises(ValueError, match="bogus"):
+        make(name, bogus=1)
+
+
+# ---- bad hyper-parameters --------------------------------------------------------------------------------
+
+BAD_HPARAMS = [
+    *[(name, {"s": s}, r"^s must") for name in NAMES if name != "softmax" for s in (0.0, -1.0, math.nan, "big")],
+    ("sphereface", {"m": 0}, r"^m must"), ("sphereface", {"m": 11}, r"^m must"),
+    ("sphereface", {"m": 2.5}, r"^m must"), ("sphereface", {"m": math.nan}, r"^m must"),
+    ("sphereface", {"m": True}, r"^m must"), ("sphereface", {"lam": -0.1}, r"^lam must"),
+    ("sphereface", {"lam": math.nan}, r"^lam must"),
+    ("sphereface", {"lam": math.inf}, r"^lam must"),  # (λ·cos θ + ψ)/(1 + λ) would be inf/inf
+    ("sphereface", {"m": None}, r"^m must"), ("sphereface", {"m": "four"}, r"^m must"),
+    ("cosface", {"m": -0.01}, r"^m must"), ("cosface", {"m": 2.01}, r"^m must"),
+    ("arcface", {"m": -0.01}, r"^m must"), ("arcface", {"m": math.pi / 2 + 0.01}, r"^m must"),
+    ("arcface", {"tail": "bogus"}, r"^tail must"), ("arcface", {"tail": None}, r"^tail must"),
+    ("combined", {"m1": 0.0}, r"^m1 must"), ("combined", {"m1": 10.5}, r"^m1 must"),
+    ("combined", {"m2": -0.01}, r"^m2 must"), ("combined", {"m2": 1.6}, r"^m2 must"),
+    ("combined", {"m3": -0.01}, r"^m3 must"), ("combined", {"m3": 2.01}, r"^m3 must"),
+    ("combined", {"tail": "bogus"}, r"^tail must"), ("combined", {"m1": 2.0, "tail": "fallback"}, r"m1"),
+    ("qamface", {"m": -0.01}, r"^m must"), ("qamface", {"m": math.pi + 0.01}, r"^m must"),
+    ("angular_sparsemax", {"m": -0.01}, r"^m must"), ("angular_sparsemax", {"m": 1.6}, r"^m must"),
+    ("angular_sparsemax", {"tail": "bogus"}, r"^tail must"),
+    *[(name, {"criterion": "bogus"}, r"criterion") for name in NAMES],
+    *[(name, {"num_classes": 1}, r"^num_classes must") for name in NAMES],
+    *[(name, {"num_classes": 3, "embedding_dim": 0}, r"^embedding_dim must") for name in NAMES],
+    *[(name, {"num_classes": 2.5}, r"^num_classes must") for name in NAMES],
+    *[(name, {"embedding_dim": 4}, r"^num_classes must") for name in NAMES],
+]
+
+
+@pytest.mark.parametrize(("name", "kw", "match"), BAD_HPARAMS)
+def test_bad_hparams_raise_naming_the_argument(name, kw, match):
+    with pytest.raises(ValueError, match=match):
+        make(name, **kw)
+    if "criterion" not in kw or name not in ("sparsemax", "angular_sparsemax"):
+        with pytest.raises(ValueError, match=match):
+            LOSSES[name](**kw)  # the classes check too, not only make()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+def test_infinite_scale_is_rejected(name):
+    """s = inf makes every logit infinite and the loss NaN: the interval for s is (0, inf), open at inf."""
+    with pytest.raises(ValueError, match=r"^s must"):
+        make(name, s=math.inf)
+
+
+# ---- bad inputs ------------------------------------------------------------------------------------------
+
+def _inputs(name, head, n=5):
+    gen = torch.Generator().manual_seed(0)
+    if head:
+        loss = make(name, num_classes=C, embedding_dim=3)
+        x = torch.randn(n, 3, generator=gen)
+    else:
+        loss = make(name)
+        x = torch.rand(n, C, generator=gen) * 2 - 1
+    return loss, x, torch.randint(0, C, (n,), generator=gen)
+
+
+BAD_LABELS = {
+    "too large": lambda y: torch.full_like(y, C),
+    "negative": lambda y: torch.full_like(y, -1),
+    "float": lambda y: y.float(),
+    "bool": lambda y: y > 0,
+    "column": lambda y: y[:, None],
+    "too long": lambda y: torch.cat([y, y[:1]]),
+    "too short": lambda y: y[1:],
+    "list": lambda y: y.tolist(),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_LABELS))
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_labels(name, head, bad):
+    loss, x, y = _inputs(name, head)
+    with pytest.raises(ValueError, match="labels"):
+        loss(x, BAD_LABELS[bad](y))
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 4), (5, 3, 1), (5, 2)])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_feature_shape(name, shape):
+    loss, _, y = _inputs(name, head=True)
+    if shape == (5, 4):
+        shape = (5, 3 + 1)
+    with pytest.raises(ValueError, match="features"):
+        loss(torch.randn(*shape), y)
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 1), (5, C, 1)])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_cosine_shape(name, shape):
+    loss, _, y = _inputs(name, head=False)
+    with pytest.raises(ValueError, match=COS_NAME[name]):
+        loss(torch.zeros(*shape), y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cosine_columns_must_match_num_classes(name):
+    loss = make(name, num_classes=C)
+    y = torch.tensor([0, C, 1])
+    with pytest.raises(ValueError, match=f"{COS_NAME[name]}.*{C}|num_classes"):
+        loss(torch.zeros(3, C + 1), y)
+
+
+@pytest.mark.parametrize("value", [1.5, -1.01, 7.0])
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+def test_cosines_outside_unit_interval(name, value):
+    loss, x, y = _inputs(name, head=False)
+    x[2, 1] = value
+    with pytest.raises(ValueError, match=r"cos_theta must lie in \[-1, 1\]"):
+        loss(x, y)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_inputs(name, head, value):
+    loss, x, y = _inputs(name, head)
+    x[1, 0] = value
+    with pytest.raises(ValueError, match=("features" if head else COS_NAME[name]) + " must be finite"):
+        loss(x, y)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+def test_cosines_a_rounding_step_outside_are_tolerated(name):
+    """bf16/fp16 heads round cos θ a little past ±1: that is accepted, and the loss stays finite."""
+    cos = torch.tensor([[1.0 + 2e-4, -1.0 - 2e-4, 0.0], [-1.0 - 2e-4, 1.0 + 2e-4, 0.5]], requires_grad=True)
+    y = torch.tensor([0, 0])
+    value = make(name)(cos, y)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(cos.grad).all()

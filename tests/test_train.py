@@ -1,0 +1,154 @@
+"""arclib.train on tiny synthetic images: learning, exact resumption, atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from arclib import losses, models, train
+
+
+def synthetic(n: int = 96, classes: int = 3, seed: int = 0) -> TensorDataset:
+    """28×28 images: class c lights up the c-th horizontal band, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, 1, 28, 28, generator=g) * 0.5
+    for c in range(classes):
+        x[y == c, :, 4 + 7 * c: 9 + 7 * c, :] += 2.0
+    return TensorDataset(x, y)
+
+
+def make_run(seed: int = 0, dim: int = 8):
+    torch.manual_seed(seed)
+    model = models.MnistNet(dim, width=4, dropout=0.2)
+    loss = losses.make("arcface", s=8, m=0.2, num_classes=3, embedding_dim=dim)
+    loader = DataLoader(synthetic(), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    return model, loss, loader
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingLoader:
+    """A DataLoader stand-in that dies after ``after`` batches in total, like a killed job."""
+
+    def __init__(self, loader: DataLoader, after: int) -> None:
+        self.loader, self.after, self.generator, self.seen = loader, after, loader.generator, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.seen == self.after:
+                raise Crash
+            self.seen += 1
+            yield batch
+
+
+FIT = dict(epochs=3, lr=0.05, optimizer="sgd", device="cpu", progress=False, seed=3)
+
+
+@pytest.mark.slow
+def test_loss_decreases_and_history_is_json():
+    model, loss, loader = make_run()
+    test = DataLoader(synthetic(48, seed=1), batch_size=32)
+    h = train.fit(model, loss, loader, test, epochs=4, lr=0.05, device="cpu", progress=False)
+    assert h.epochs == 4
+    assert h.train_loss[-1] < 0.7 * h.train_loss[0]
+    assert h.test_acc[-1] > 0.9
+    again = train.History.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert again == h
+
+
+def test_max_steps_cuts_epochs():
+    model, loss, loader = make_run()
+    calls = []
+    real = loss.forward
+    loss.forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+    train.fit(model, loss, loader, epochs=2, max_steps=2, device="cpu", progress=False)
+    assert len(calls) == 4
+
+
+@pytest.mark.slow
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    model, loss, loader = make_run()
+    full = train.fit(model, loss, loader, checkpoint=tmp_path / "full.pt", **FIT)
+
+    model, loss, loader = make_run()
+    with pytest.raises(Crash):
+        train.fit(model, loss, CrashingLoader(loader, after=len(loader) + 2), checkpoint=tmp_path / "cut.pt", **FIT)
+    assert torch.load(tmp_path / "cut.pt", weights_only=True)["epoch"] == 1
+
+    model, loss, loader = make_run(seed=99)  # a different init: everything must come from the checkpoint
+    resumed = train.fit(model, loss, loader, resume=tmp_path / "cut.pt", **FIT)
+    assert resumed.train_loss == full.train_loss  # exact, not approximate
+    assert resumed.train_acc == full.train_acc
+    assert resumed.lr == full.lr
+    final = torch.load(tmp_path / "full.pt", weights_only=True)["model"]["state"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, final[k]), k
+
+
+def test_checkpoint_roundtrip_weights_only(tmp_path):
+    model, loss, loader = make_run()
+    path = tmp_path / "run" / "ckpt.pt"
+    train.fit(model, loss, loader, epochs=1, max_steps=2, device="cpu", progress=False, checkpoint=path,
+              meta={"dataset": "mnist", "classes": [0, 1, 2]})
+    raw = torch.load(path, weights_only=True)
+    assert raw["model"]["class"] == "MnistNet" and raw["loss"]["name"] == "arcface"
+    model2, loss2, meta = train.load_checkpoint(path)
+    assert meta["dataset"] == "mnist" and meta["epoch"] == 1 and meta["classes"] == [0, 1, 2]
+    assert loss2.hparams() == loss.hparams()
+    model.eval()
+    model2.eval()
+    x = synthetic(8)[:][0]
+    with torch.no_grad():
+        assert torch.equal(model(x), model2(x))
+        assert torch.equal(loss.scores(model(x)), loss2.scores(model2(x)))
+    assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]  # no temp files left behind
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model, loss, _ = make_run()
+    path = tmp_path / "ckpt.pt"
+    train.save_checkpoint(path, model, loss, epoch=1, meta={"dataset": "mnist"})
+    before = path.read_bytes()
+
+    def half_write(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        train.save_checkpoint(path, model, loss, epoch=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    monkeypatch.undo()
+    assert train.read_checkpoint(path)["epoch"] == 1
+
+
+def test_embed_shapes_and_restores_mode():
+    model, _, loader = make_run()
+    model.train()
+    emb, labels = train.embed(model, loader, "cpu")
+    assert emb.shape == (96, 8) and emb.dtype == torch.float32 and labels.shape == (96,)
+    assert model.training
+
+
+def test_fit_rejects_bad_arguments():
+    model, loss, loader = make_run()
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train.fit(model, loss, loader, optimizer="lbfgs", progress=False)
+    with pytest.raises(ValueError, match="epochs must be"):
+        train.fit(model, loss, loader, epochs=0, progress=False)
+    with pytest.raises(ValueError, match="lr must be"):
+        train.fit(model, loss, loader, lr=-1, progress=False)
+
+
+def test_default_device_is_a_device():
+    assert train.default_device().type in ("cuda", "mps", "cpu")
