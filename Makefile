@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.arclib-installed
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook_connected
 export MPLBACKEND ?= Agg
 
-.PHONY: lab test unit notebooks lint figures execute benchmark clean
+.PHONY: lab test unit figures report execute benchmark clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ unit: $(STAMP)
 ## Re-execute every notebook in place (full mode) so the committed outputs are current.
 execute: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
+
+## Every PNG in figures/ from the notebooks run in full mode (slow on a CPU), and figures/MANIFEST.md.
+figures: $(STAMP)
+	$(BIN)/python scripts/figures.py
+
+## The series as one PDF (introduction, chapters with their committed outputs, conclusion): build/arclib-report.pdf
+report: $(STAMP)
+	$(BIN)/python scripts/report.py --out build/arclib-report.pdf
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/loss_overhead.py

@@ -93,3 +93,12 @@ def test_notebook_hygiene(path: Path):
     first = nb["cells"][0]
     assert first["cell_type"] == "markdown" and "colab-badge.svg" in "".join(first["source"])
     assert any(line.startswith("# ") for line in "".join(first["source"]).splitlines()), "no title"
+
+
+def test_figures_manifest_is_current_and_names_a_source_for_every_png():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import figures
+
+    current = figures.manifest()
+    assert "| unknown |" not in current, "a PNG in figures/ is written by no notebook or test"
+    assert (ROOT / "figures" / "MANIFEST.md").read_text() == current, "run python scripts/figures.py --manifest"
