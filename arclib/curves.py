@@ -17,22 +17,14 @@ Plotting code imports plotly/ipywidgets lazily: they are optional (notebook) dep
 from __future__ import annotations
 
 import math
-import statistics
-import sys
-import time
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from arclib.losses import MarginLoss, make
+from arclib.widgets import ScaleMarginExplorer, in_colab, time_slider_updates  # noqa: F401 (re-exported)
 
 PLACEMENTS = ("far", "near")
-
-
-def in_colab() -> bool:
-    """True inside Google Colab, whose ipywidgets 7 cannot run plotly's FigureWidget reliably."""
-    return "google.colab" in sys.modules
 
 
 def _as_tensor(thetas) -> torch.Tensor:
@@ -141,29 +133,18 @@ def _curves_title(s: float, m: float) -> str:
     return f"Cosine-family curves at s = {s:.1f}, m = {m:.2f}"
 
 
-class CurveExplorer:
-    """Jupyter: a plotly FigureWidget redrawn in place by two ipywidgets sliders (s and m).
+class CurveExplorer(ScaleMarginExplorer):
+    """Jupyter: the curves as a plotly FigureWidget, redrawn in place by the s and m sliders.
 
     ``update(s, m)`` recomputes every curve and writes the new y arrays inside ``batch_update()``, so the
     browser receives one message per slider move. Setting ``s_slider.value`` from code runs the same path.
     """
 
+    m_range = (0.0, 1.2, 0.05)
+
     def __init__(self, s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6, n: int = 361) -> None:
-        import ipywidgets as w
-        import plotly.graph_objects as go
-
         self.inter_angle, self.thetas = inter_angle, np.linspace(0, math.pi, n)
-        self.figure = go.FigureWidget(curves_figure(s, m, inter_angle, n))
-        self.s_slider = w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, description="s",
-                                      continuous_update=False)
-        self.m_slider = w.FloatSlider(value=m, min=0.0, max=1.2, step=0.05, description="m",
-                                      continuous_update=False)
-        for slider in (self.s_slider, self.m_slider):
-            slider.observe(self._on_change, names="value")
-        self.widget = w.VBox([w.HBox([self.s_slider, self.m_slider]), self.figure])
-
-    def _on_change(self, _change) -> None:
-        self.update(self.s_slider.value, self.m_slider.value)
+        super().__init__(curves_figure(s, m, inter_angle, n), s, m)
 
     def update(self, s: float, m: float) -> None:
         data = _curve_data(s, m, self.inter_angle, self.thetas)
@@ -173,36 +154,11 @@ class CurveExplorer:
                     self.figure.data[3 * k + col].y = y
             self.figure.layout.title.text = _curves_title(s, m)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
 
 def explore_curves(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6):
     """One entry point: the live ``CurveExplorer`` in Jupyter; on Colab, ``ipywidgets.interact`` (displayed at
     once, returns None)."""
     if in_colab():
-        import ipywidgets as w
-
-        def show(s: float = s, m: float = m) -> None:
-            curves_figure(s, m, inter_angle).show()
-
-        w.interact(show, s=w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, continuous_update=False),
-                   m=w.FloatSlider(value=m, min=0.0, max=1.2, step=0.05, continuous_update=False))
+        CurveExplorer.interact(lambda s, m: curves_figure(s, m, inter_angle), s, m)
         return None  # interact has displayed itself
     return CurveExplorer(s, m, inter_angle)
-
-
-def time_slider_updates(slider, values: Sequence[float]) -> float:
-    """Median seconds from setting ``slider.value`` in code to the end of its ``observe`` callbacks.
-
-    ipywidgets runs the callbacks synchronously on assignment, so this is the kernel-side redraw time
-    (recompute plus the FigureWidget update); the browser's own rendering comes on top.
-    """
-    times = []
-    for value in values:
-        start = time.perf_counter()
-        slider.value = value
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

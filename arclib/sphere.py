@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arclib.curves import in_colab, time_slider_updates
 from arclib.losses import MarginLoss, angle, make
+from arclib.widgets import ScaleMarginExplorer, in_colab, time_slider_updates
 
 __all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "regions", "probabilities",
            "sample_losses", "accepted_area", "sphere_figure", "sphere_slider_figure", "SphereExplorer", "explore",
@@ -277,30 +277,19 @@ def sphere_slider_figure(s_values: Sequence[float] = (2.0, 8.0, 16.0, 64.0),
     return fig
 
 
-class SphereExplorer:
+class SphereExplorer(ScaleMarginExplorer):
     """Jupyter: the sphere figure as a plotly FigureWidget, redrawn in place by s and m sliders.
 
     Each slider's ``observe`` callback recomputes regions, probabilities and losses and writes them inside
     ``figure.batch_update()``, so the front end receives one update per move.
     """
 
+    s_description, m_description = "scale s", "margin m"
+
     def __init__(self, s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
                  mesh: Mesh | None = None) -> None:
-        import ipywidgets as w
-        import plotly.graph_objects as go
-
         self.config, self.mesh = config or synthetic_config(), mesh or sphere_mesh()
-        self.figure = go.FigureWidget(sphere_figure(s, m, self.config, self.mesh))
-        self.s_slider = w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, description="scale s",
-                                      continuous_update=False)
-        self.m_slider = w.FloatSlider(value=m, min=0.0, max=1.0, step=0.05, description="margin m",
-                                      continuous_update=False)
-        for slider in (self.s_slider, self.m_slider):
-            slider.observe(self._on_change, names="value")
-        self.widget = w.VBox([w.HBox([self.s_slider, self.m_slider]), self.figure])
-
-    def _on_change(self, _change) -> None:
-        self.update(self.s_slider.value, self.m_slider.value)
+        super().__init__(sphere_figure(s, m, self.config, self.mesh), s, m)
 
     def update(self, s: float, m: float) -> None:
         st = _state(self.config, self.mesh, s, m)
@@ -311,26 +300,14 @@ class SphereExplorer:
             self.figure.data[3].marker.size = st["size"]
             self.figure.layout.title.text = _title(s, m, float(st["losses"].mean()))
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
 
 def explore(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None):
     """One call for every kernel: ``SphereExplorer`` in Jupyter; on Colab, ``ipywidgets.interact`` redrawing a
     plain figure (displayed at once, returns None; each move re-renders it, slower but reliable on ipywidgets 7)."""
     config = config or synthetic_config()
     if in_colab():
-        import ipywidgets as w
-
         mesh = sphere_mesh()
-
-        def show(s: float = s, m: float = m) -> None:
-            sphere_figure(s, m, config, mesh).show()
-
-        w.interact(show, s=w.FloatSlider(value=s, min=1.0, max=64.0, step=1.0, continuous_update=False),
-                   m=w.FloatSlider(value=m, min=0.0, max=1.0, step=0.05, continuous_update=False))
+        SphereExplorer.interact(lambda s, m: sphere_figure(s, m, config, mesh), s, m)
         return None  # interact has displayed itself
     return SphereExplorer(s, m, config)
 
