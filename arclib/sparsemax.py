@@ -15,14 +15,19 @@ from torch import Tensor
 
 def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     """p = max(z − τ, 0), with τ chosen so that p sums to one (Algorithm 1 of seed 002, corrected)."""
-    z = z - z.amax(dim=dim, keepdim=True).detach()  # sparsemax is shift-invariant; this keeps 1 + k·z_(k) exact
+    # sparsemax is shift-invariant; starting from max z = 0 keeps the test 1 + k·z_(k) > Σ z_(j) exact for large z
+    return _project(z - z.amax(dim=dim, keepdim=True).detach(), dim)
+
+
+def _project(z: Tensor, dim: int) -> Tensor:
     z_sorted, _ = torch.sort(z, dim=dim, descending=True)
     cumsum = z_sorted.cumsum(dim)
     shape = [1] * z.dim()
     shape[dim] = -1
     k = torch.arange(1, z.shape[dim] + 1, device=z.device, dtype=z.dtype).view(shape)
     # ρ = max{k : 1 + k·z_(k) > Σ_{j≤k} z_(j)}; the condition holds exactly on a prefix, so ρ is a count.
-    rho = (1 + k * z_sorted > cumsum).sum(dim=dim, keepdim=True)
+    # It always holds at k = 1, so ρ ≥ 1; the clamp only lets a NaN row come out NaN instead of failing to index.
+    rho = (1 + k * z_sorted > cumsum).sum(dim=dim, keepdim=True).clamp_min(1)
     tau = (cumsum.gather(dim, rho - 1) - 1) / rho
     return torch.clamp(z - tau, min=0)
 
@@ -31,7 +36,7 @@ class _SparsemaxLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, labels: Tensor) -> Tensor:
         z = z - z.amax(dim=1, keepdim=True)  # the loss is shift-invariant too; large scores stay exact
-        p = sparsemax(z, dim=1)
+        p = _project(z, dim=1)
         z_y = z.gather(1, labels[:, None]).squeeze(1)
         loss = 0.5 * (1 - (p * p).sum(1)) + (p * z).sum(1) - z_y
         ctx.save_for_backward(p, labels)

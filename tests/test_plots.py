@@ -135,7 +135,9 @@ def test_centre_angles_and_histogram(ax):
     own, other = plots.angle_histogram(ax, emb, torch.tensor([0, 1]), centres)
     assert np.allclose(own, [10.0, 0.0], atol=1e-4)
     assert np.allclose(other, [80.0, 90.0], atol=1e-4)
-    stats = arclib.metrics.angle_stats(emb, torch.tensor([0, 1]), centres)
+    from arclib.metrics import angle_stats
+
+    stats = angle_stats(emb, torch.tensor([0, 1]), centres)
     assert stats["intra"] == pytest.approx(own.mean(), abs=1e-3)
     assert stats["to_nearest_other_centre"] == pytest.approx(other.mean(), abs=1e-3)
 

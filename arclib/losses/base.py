@@ -75,12 +75,17 @@ class MarginLoss(nn.Module):
         return self.target_logit(angle(cos_y))
 
     # ---- the shared machinery ---------------------------------------------------------------------------
-    def scores(self, x: Tensor) -> Tensor:
-        """cos θ for every class (N, C): the head applied to features, or checked cosines passed in."""
+    def scores(self, x: Tensor, check_values: bool = True) -> Tensor:
+        """cos θ for every class (N, C): the head applied to features, or checked cosines passed in.
+
+        ``check_values=False`` skips the finiteness check of features (a device sync per call); ``forward``
+        makes it only when the loss comes out non-finite, which NaN or infinite features always cause.
+        """
         if self.head is not None:
             if x.dim() != 2 or x.shape[1] != self.head.embedding_dim:
                 raise ValueError(f"features must have shape (N, {self.head.embedding_dim}), got {tuple(x.shape)}")
-            check_finite("features", x)
+            if check_values:
+                check_finite("features", x)
             return self.head(x)
         if x.dim() != 2 or x.shape[1] < 2:
             raise ValueError(f"cos_theta must have shape (N, C) with C >= 2 classes, got {tuple(x.shape)}")
@@ -91,27 +96,33 @@ class MarginLoss(nn.Module):
             raise ValueError(f"cos_theta must lie in [-1, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
         return x
 
-    def logits(self, x: Tensor, labels: Tensor) -> Tensor:
+    def logits(self, x: Tensor, labels: Tensor, check_values: bool = True) -> Tensor:
         """z (N, C): s·ψ(θ_y) at each sample's target, the non-target logit elsewhere.
 
         Only the N target cosines go through ψ, and they are written into the N×C matrix in place, so the
         margin costs no N×C buffer beyond what s·cos θ already needs. The margin maths runs in at least
         float32, also under bf16/fp16 autocast (the fp16 number below 1 is 0.99951, an angle of 1.8°).
         """
-        cos = self.scores(x)
+        cos = self.scores(x, check_values)
         labels = check_labels(labels, cos.shape[0], cos.shape[1])
         cos = cos.to(torch.promote_types(cos.dtype, torch.float32))
-        index = labels[:, None]
-        target = self.target_logit_from_cos(cos.gather(1, index))
+        rows = torch.arange(cos.shape[0], device=cos.device)
+        # advanced indexing keeps only the sizes for backward (gather would keep all of cos θ alive)
+        target = self.target_logit_from_cos(cos[rows, labels])
         z = self.s * cos if self.cosine_non_target else self.other_logit(angle(cos))
-        return z.scatter_(1, index, target.to(z.dtype))
+        z[rows, labels] = target.to(z.dtype)
+        return z
 
     def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
-        z = self.logits(x, labels)
+        z = self.logits(x, labels, check_values=False)
         labels = labels.long()
         if self.criterion == "sparsemax":
-            return sparsemax_loss(z, labels, reduction=reduction)
-        return F.cross_entropy(z, labels, reduction=reduction)
+            loss = sparsemax_loss(z, labels, reduction=reduction)
+        else:
+            loss = F.cross_entropy(z, labels, reduction=reduction)
+        if not torch.isfinite(loss).all():
+            self.scores(x)  # raises the ValueError that names the non-finite input
+        return loss
 
     @torch.no_grad()
     def probabilities(self, x: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ class Softmax(MarginLoss):
     def psi(self, theta: Tensor) -> Tensor:
         return torch.cos(theta)
 
-    def scores(self, x: Tensor) -> Tensor:
+    def scores(self, x: Tensor, check_values: bool = True) -> Tensor:
         if self.head is None:
             if x.dim() != 2 or x.shape[1] < 2:
                 raise ValueError(f"logits must have shape (N, C) with C >= 2 classes, got {tuple(x.shape)}")
@@ -38,10 +38,10 @@ class Softmax(MarginLoss):
                 raise ValueError(f"logits must have {self.num_classes} columns (num_classes), got {x.shape[1]}")
             check_finite("logits", x)
             return x
-        return super().scores(x)
+        return super().scores(x, check_values)
 
-    def logits(self, x: Tensor, labels: Tensor) -> Tensor:
-        z = self.scores(x)
+    def logits(self, x: Tensor, labels: Tensor, check_values: bool = True) -> Tensor:
+        z = self.scores(x, check_values)
         check_labels(labels, z.shape[0], z.shape[1])
         return z.to(torch.promote_types(z.dtype, torch.float32))
 
