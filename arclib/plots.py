@@ -303,3 +303,32 @@ def plot_histories(axes, histories: dict, style: dict | None = None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return axes
+
+
+def confusion_matrix(ax, labels, predictions, class_names: Sequence[str], title: str | None = None,
+                     cmap: str = "Blues") -> np.ndarray:
+    """Draw the confusion matrix of ``predictions`` against ``labels`` on ``ax``, each row normalised to the
+    percentage of that true class (so every row sums to 100), with the percentage written in each cell.
+    Returns the (C, C) matrix of counts: row = true class, column = predicted class."""
+    y, p = _numpy(labels).astype(int).ravel(), _numpy(predictions).astype(int).ravel()
+    c = len(class_names)
+    if y.shape != p.shape or (len(y) and (min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= c)):
+        raise ValueError(f"labels and predictions must have the same length and lie in [0, {c})")
+    counts = np.zeros((c, c), dtype=np.int64)
+    np.add.at(counts, (y, p), 1)
+    pct = 100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(pct, cmap=_cmap(cmap), vmin=0, vmax=100)
+    for i in range(c):
+        for j in range(c):
+            ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if pct[i, j] > 50 else "black")
+    ax.set_xticks(range(c), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(c), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return counts
+
+
+__all__ += ["confusion_matrix"]

@@ -152,3 +152,17 @@ def test_plot_histories():
     acc = axes[1].lines[0].get_ydata()
     assert acc[0] == pytest.approx(60.0) and math.isnan(acc[1])
     plt.close(fig)
+
+
+def test_confusion_matrix(ax):
+    import numpy as np
+    import torch
+
+    counts = plots.confusion_matrix(ax, torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 2, 2, 0]),
+                                    ["a", "b", "c"])
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert counts.sum() == 6
+    assert np.allclose(ax.images[0].get_array(), [[50, 50, 0], [0, 100, 0], [100 / 3, 0, 200 / 3]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="same length"):
+        plots.confusion_matrix(ax, torch.tensor([0, 3]), torch.tensor([0, 1]), ["a", "b", "c"])
