@@ -34,31 +34,17 @@ class Neck(nn.Sequential):
 
 
 class EmbeddingNet(nn.Module):
-    """What every arclib model shares: ``embedding_dim`` and ``config()``, the arguments that rebuild it."""
+    """What every arclib model shares: checked sizes, a channels-last forward, and ``config()`` to rebuild it.
 
-    embedding_dim: int
+    A subclass builds ``self.features`` (image → feature map) and ``self.neck`` (feature map → embedding).
+    """
 
-    def config(self) -> dict:
-        raise NotImplementedError
-
-
-class MnistNet(EmbeddingNet):
-    """28×28 grey image → embedding. Width ``width`` (32) doubles per block: 32, 64, 128 channels."""
-
-    def __init__(self, embedding_dim: int = 128, width: int = 32, dropout: float = 0.1, in_channels: int = 1) -> None:
+    def __init__(self, embedding_dim: int, width: int, dropout: float, in_channels: int) -> None:
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1 << 16)
         self.width = check_int("width", width, 1, 1024)
         self.dropout = check_range("dropout", dropout, 0.0, 1.0, high_open=True)
         self.in_channels = check_int("in_channels", in_channels, 1, 16)
-        w = self.width
-        self.features = nn.Sequential(
-            *_conv_bn(in_channels, w), nn.MaxPool2d(2),  # 28 → 14
-            *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # 14 → 7
-            *_conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 7 → 3
-        )
-        self.neck = Neck(4 * w, 3, embedding_dim, dropout)
-        self.to(memory_format=torch.channels_last)  # the conv weights too, or oneDNN falls back to a slow path
 
     def forward(self, x: Tensor) -> Tensor:
         # channels-last is a layout, not a change of maths: the same numbers, much faster on CPU.
@@ -67,6 +53,21 @@ class MnistNet(EmbeddingNet):
     def config(self) -> dict:
         return {"embedding_dim": self.embedding_dim, "width": self.width, "dropout": self.dropout,
                 "in_channels": self.in_channels}
+
+
+class MnistNet(EmbeddingNet):
+    """28×28 grey image → embedding. Width ``width`` (32) doubles per block: 32, 64, 128 channels."""
+
+    def __init__(self, embedding_dim: int = 128, width: int = 32, dropout: float = 0.1, in_channels: int = 1) -> None:
+        super().__init__(embedding_dim, width, dropout, in_channels)
+        w = self.width
+        self.features = nn.Sequential(
+            *_conv_bn(in_channels, w), nn.MaxPool2d(2),  # 28 → 14
+            *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # 14 → 7
+            *_conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 7 → 3
+        )
+        self.neck = Neck(4 * w, 3, embedding_dim, dropout)
+        self.to(memory_format=torch.channels_last)  # the conv weights too, or oneDNN falls back to a slow path
 
 
 class BasicBlock(nn.Module):
@@ -87,11 +88,7 @@ class CifarResNet(EmbeddingNet):
     """ResNet-18 on 32×32 (3×3 stem, no max-pool; stages of width w, 2w, 4w, 8w at 32, 16, 8, 4 px) → embedding."""
 
     def __init__(self, embedding_dim: int = 512, width: int = 64, dropout: float = 0.0, in_channels: int = 3) -> None:
-        super().__init__()
-        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1 << 16)
-        self.width = check_int("width", width, 1, 1024)
-        self.dropout = check_range("dropout", dropout, 0.0, 1.0, high_open=True)
-        self.in_channels = check_int("in_channels", in_channels, 1, 16)
+        super().__init__(embedding_dim, width, dropout, in_channels)
         w = self.width
         layers: list[nn.Module] = list(_conv_bn(in_channels, w))
         c = w
@@ -101,13 +98,6 @@ class CifarResNet(EmbeddingNet):
         self.features = nn.Sequential(*layers)
         self.neck = Neck(8 * w, 4, embedding_dim, dropout)
         self.to(memory_format=torch.channels_last)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.neck(self.features(x.contiguous(memory_format=torch.channels_last)))
-
-    def config(self) -> dict:
-        return {"embedding_dim": self.embedding_dim, "width": self.width, "dropout": self.dropout,
-                "in_channels": self.in_channels}
 
 
 MODELS: dict[str, type[EmbeddingNet]] = {"MnistNet": MnistNet, "CifarResNet": CifarResNet}
