@@ -265,14 +265,24 @@ def num_classes(dataset: Dataset) -> int:
     return int(_targets(dataset).max()) + 1
 
 
+def _limit(quick_limit: int | None, limit: int | None, what: str) -> int | None:
+    """The smaller of the quick-mode size and a requested first-N limit (None: no limit)."""
+    if limit is None:
+        return quick_limit
+    limit = check_int(what, limit, 1, 1 << 40)
+    return limit if quick_limit is None else min(quick_limit, limit)
+
+
 def loaders(name: str, batch_size: int = 128, root: str | os.PathLike | None = None,
             classes: Sequence[int] | None = None, quick: bool | None = None, num_workers: int = 0, seed: int = 0,
-            augment: bool = False, download: bool | None = None,
-            cifar10_checksums: str | None = None) -> tuple[DataLoader, DataLoader]:
+            augment: bool = False, download: bool | None = None, cifar10_checksums: str | None = None,
+            train_limit: int | None = None, test_limit: int | None = None) -> tuple[DataLoader, DataLoader]:
     """(train_loader, test_loader) for ``name``, optionally restricted to ``classes`` (e.g. digits 0–6).
 
     Quick mode (``quick=None`` reads ``ARCLIB_QUICK``) keeps the first 512 training and 256 test images after
-    the class filter: tiny, fixed, and through the same code path. The training loader shuffles with its own
+    the class filter: tiny, fixed, and through the same code path. ``train_limit`` / ``test_limit`` keep only the
+    first N images of a split (after the class filter; in quick mode the smaller of N and the quick size): a
+    deterministic subset for a CPU budget, through the same code path. The training loader shuffles with its own
     ``torch.Generator`` seeded by ``seed``; ``arclib.train.fit`` reseeds it at every epoch so a resumed run
     sees the same batches as an uninterrupted one.
     """
@@ -280,8 +290,9 @@ def loaders(name: str, batch_size: int = 128, root: str | os.PathLike | None = N
     check_int("num_workers", num_workers, 0, 256)
     quick = quick_mode() if quick is None else quick
     kw = dict(root=root, download=download, cifar10_checksums=cifar10_checksums)
-    train = select(load(name, True, augment=augment, **kw), classes, QUICK_TRAIN if quick else None)
-    test = select(load(name, False, **kw), classes, QUICK_TEST if quick else None)
+    train = select(load(name, True, augment=augment, **kw), classes,
+                   _limit(QUICK_TRAIN if quick else None, train_limit, "train_limit"))
+    test = select(load(name, False, **kw), classes, _limit(QUICK_TEST if quick else None, test_limit, "test_limit"))
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=num_workers,
                               generator=generator, drop_last=len(train) > batch_size,

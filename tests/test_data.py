@@ -177,3 +177,16 @@ def test_real_cifar_mirror_needs_the_mirror_set(cifar_root, monkeypatch):
     aug = data.load("cifar10", train=True, root=cifar_root, augment=True)
     assert len(aug) == 50_000 and aug.matched_checksums == "offline-mirror"
     assert aug[0][0].shape == (3, 32, 32)
+
+
+def test_loaders_train_and_test_limits(mnist_root):
+    full_train, full_test = data.loaders("mnist", batch_size=64, root=mnist_root, quick=False)
+    train, test = data.loaders("mnist", batch_size=64, root=mnist_root, quick=False, train_limit=300, test_limit=100)
+    assert len(train.dataset) == 300 and len(test.dataset) == 100
+    assert torch.equal(train.dataset.targets, full_train.dataset.targets[:300])
+    assert torch.equal(test.dataset.images, full_test.dataset.images[:100])
+    small, small_test = data.loaders("mnist", batch_size=64, root=mnist_root, quick=True, train_limit=10_000,
+                                     test_limit=50)
+    assert len(small.dataset) == data.QUICK_TRAIN and len(small_test.dataset) == 50
+    with pytest.raises(ValueError, match="train_limit"):
+        data.loaders("mnist", root=mnist_root, train_limit=0)
