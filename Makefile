@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lab: $(STAMP)
-	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter lab notebooks/
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter lab notebooks/ \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## The whole suite: lint, unit tests, and nbval over every notebook in quick mode.
 test: $(STAMP)
