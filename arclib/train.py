@@ -320,3 +320,25 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, loss, opt, sched, epoch + 1, history, meta)
     return history
+
+
+def train_fresh(dataset: str, loss_name: str, embedding_dim: int, train_loader: DataLoader,
+                test_loader: DataLoader | None = None, *, seed: int = 0, num_classes: int | None = None,
+                model_kw: dict | None = None, loss_kw: dict | None = None, **fit_kw) -> dict:
+    """A fresh seeded model for ``dataset`` and a fresh loss by name, trained by ``fit``: what a chapter compares.
+
+    The model and the class centres are initialised right after ``torch.manual_seed(seed)``, so every loss of a
+    comparison starts from the same network. Returns ``{"model", "loss", "history", "seconds"}`` (wall time of
+    ``fit``). ``model_kw`` goes to ``models.for_dataset`` (e.g. ``width``), ``loss_kw`` to ``losses.make``
+    (e.g. ``s``, ``m``), everything else to ``fit``. ``num_classes`` defaults to the labels of an arclib dataset.
+    """
+    if num_classes is None:
+        from arclib.data import num_classes as dataset_classes
+
+        num_classes = dataset_classes(train_loader.dataset)
+    torch.manual_seed(seed)
+    model = _models.for_dataset(dataset, embedding_dim, **(model_kw or {}))
+    loss = _losses.make(loss_name, num_classes=num_classes, embedding_dim=embedding_dim, **(loss_kw or {}))
+    start = time.perf_counter()
+    history = fit(model, loss, train_loader, test_loader, seed=seed, **fit_kw)
+    return {"model": model, "loss": loss, "history": history, "seconds": time.perf_counter() - start}

@@ -152,3 +152,21 @@ def test_fit_rejects_bad_arguments():
 
 def test_default_device_is_a_device():
     assert train.default_device().type in ("cuda", "mps", "cpu")
+
+
+def test_train_fresh_is_the_seeded_build_then_fit():
+    """train_fresh = manual_seed, for_dataset, make, fit: the same numbers as doing those steps by hand."""
+    def loader():
+        return DataLoader(synthetic(), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+    kw = dict(epochs=2, lr=0.05, device="cpu", progress=False)
+    run = train.train_fresh("mnist", "arcface", 8, loader(), seed=5, num_classes=3, model_kw={"width": 4},
+                            loss_kw={"s": 8, "m": 0.2}, **kw)
+    torch.manual_seed(5)
+    model = models.MnistNet(8, width=4)
+    loss = losses.make("arcface", s=8, m=0.2, num_classes=3, embedding_dim=8)
+    by_hand = train.fit(model, loss, loader(), seed=5, **kw)
+    assert set(run) == {"model", "loss", "history", "seconds"} and run["seconds"] > 0
+    assert run["loss"].num_classes == 3 and run["loss"].head.embedding_dim == 8
+    assert run["history"].train_loss == by_hand.train_loss
+    assert torch.equal(run["loss"].head.weight, loss.head.weight)
