@@ -8,20 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from arclib import config, data
+from arclib import data
 
 NAMES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
 
 
 # ---- root resolution ---------------------------------------------------------------------------------------
-
-def test_root_argument_beats_env_beats_default(monkeypatch, tmp_path):
-    monkeypatch.setenv("ARCLIB_DATA", str(tmp_path / "env"))
-    assert config.data_root(tmp_path / "arg") == tmp_path / "arg"
-    assert config.data_root() == tmp_path / "env"
-    monkeypatch.delenv("ARCLIB_DATA")
-    assert config.data_root() == Path("data")
-
 
 def test_missing_data_names_the_directory_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv("ARCLIB_DATA", raising=False)

@@ -121,6 +121,20 @@ def check_target_logit(loss, psi_fn, dpsi_fn, s: float, theta_max: float = math.
     np.testing.assert_allclose(grad.numpy(), s * dpsi_fn(th), rtol=1e-8, atol=1e-8)
 
 
+def check_oracle(ours, oracle, x, y, oracle_centres_grad, tol: float = 1e-5) -> None:
+    """``ours(x, y)`` and an independent ``oracle(x, y)`` agree, and so do their gradients with respect to the
+    features and the class centres. ``oracle_centres_grad()`` reads the oracle's centre gradient as (C, d)."""
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = ours(x1, y), oracle(x2, y)
+    torch.testing.assert_close(a, b.to(a.dtype), rtol=tol, atol=tol)
+    a.backward()
+    ours_grad = ours.head.weight.grad.clone()
+    ours.head.weight.grad = None  # the oracle may share our head
+    b.backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(ours_grad, oracle_centres_grad().to(ours_grad.dtype), rtol=tol, atol=tol)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These tests use tiny tensors: one intra-op thread avoids OpenMP wake-ups that dominate on a busy machine
@@ -143,4 +157,5 @@ def ref() -> SimpleNamespace:
         SEEDS=SEEDS, normalise=normalise, cross_entropy=cross_entropy, sparsemax=sparsemax,
         sparsemax_loss=sparsemax_loss, criterion=criterion, angles=angles, target_mask=target_mask,
         random_shape=random_shape, check_formula=check_formula, check_target_logit=check_target_logit,
+        check_oracle=check_oracle,
     )
