@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--quick", action="store_true",
                    help="tiny fixed subsets (512 train / 256 test images), as ARCLIB_QUICK=1 does")
+    t.add_argument("--train-limit", type=int, default=None,
+                   help="keep only the first N training images (after --classes): a fixed subset for a CPU budget")
+    t.add_argument("--test-limit", type=int, default=None,
+                   help="keep only the first N test images (after --classes)")
     t.add_argument("--max-steps", type=int, default=None, help="cap on batches per epoch (default: all; 4 in quick mode)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
@@ -145,7 +149,8 @@ def cmd_train(args) -> int:
     loss = losses.make(args.loss, num_classes=n_classes, embedding_dim=args.embedding_dim, **_loss_hparams(args))
     train_loader, test_loader = data.loaders(args.data, args.batch_size, args.data_root, classes, quick,
                                              args.num_workers, args.seed, augment=args.augment,
-                                             download=args.download, cifar10_checksums=args.cifar10_checksums)
+                                             download=args.download, cifar10_checksums=args.cifar10_checksums,
+                                             train_limit=args.train_limit, test_limit=args.test_limit)
     meta = {"dataset": args.data, "classes": classes, "quick": quick, "command": _command()}
     max_steps = args.max_steps if args.max_steps is not None else (4 if quick else None)
     history = train.fit(model, loss, train_loader, test_loader, epochs=args.epochs, lr=args.lr,

@@ -3,6 +3,7 @@
 - ``accuracy``: the nearest class centre, as the loss predicts.
 - ``angle_stats``: the ArcFace paper's angle statistics (Deng et al. 2019, Table 1's W-EqM, Intra, Inter):
   how tightly each class sits around its centre, and how far apart the classes are.
+- ``support_size``: how many classes the training criterion gives probability to (sparsemax: often one).
 - ``verification``: the face-verification protocol of LFW applied to any labelled embeddings, typically of
   classes the model never saw (open set): balanced same/different pairs scored by cosine similarity, ROC,
   TAR at fixed FAR, and 10-fold accuracy with the threshold chosen on the other nine folds.
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
-from arclib._checks import check_int
+from arclib._checks import check_int, check_range
+from arclib.sparsemax import sparsemax
 
 FARS = (1e-1, 1e-2, 1e-3)
 
@@ -30,6 +32,20 @@ def accuracy(loss, embeddings: Tensor, labels: Tensor) -> float:
         raise ValueError("embeddings must hold at least one row")
     device = next(loss.parameters()).device
     return (loss.scores(embeddings.to(device)).argmax(1).cpu() == labels.cpu()).float().mean().item()
+
+
+@torch.no_grad()
+def support_size(loss, embeddings: Tensor, labels: Tensor, threshold: float = 0.0) -> Tensor:
+    """Per sample, the number of classes whose probability exceeds ``threshold`` under the loss's training
+    criterion, applied to the training logits (margin included): what the loss sees while it trains.
+
+    Softmax gives every class a positive probability (support C at ``threshold = 0``); sparsemax can give
+    exactly zero, and reaches support 1 once the target logit leads every other by at least 1 (seed 002).
+    """
+    threshold = check_range("threshold", threshold, 0.0, 1.0, high_open=True)
+    z = loss.logits(embeddings, labels, check_values=False).float()
+    p = sparsemax(z, dim=1) if loss.criterion == "sparsemax" else torch.softmax(z, dim=1)
+    return (p > threshold).sum(dim=1)
 
 
 def _degrees(cos: Tensor) -> Tensor:
@@ -200,3 +216,34 @@ def verification(embeddings: Tensor, labels: Tensor, n_pairs: int = 6000, seed: 
         "positive_angles": angles[same],
         "negative_angles": angles[~same],
     }
+
+
+#: the columns of ``comparison``: key, header, width, format (degrees carry their sign)
+_COLUMNS = (("accuracy", "test acc", 9, "{:.2%}"), ("intra", "own", 7, "{:.1f}°"),
+            ("to_nearest_other_centre", "nearest other", 13, "{:.1f}°"), ("gap", "gap", 7, "{:.1f}°"),
+            ("inter_centre_min", "centres min", 11, "{:.1f}°"), ("inter_centre_mean", "centres mean", 12, "{:.1f}°"))
+
+
+def comparison(runs: dict[str, tuple]) -> tuple[dict[str, dict], str]:
+    """One row per run, the chapters' comparison table: ``runs`` maps a label to ``(loss, embeddings, labels)``
+    or ``(loss, embeddings, labels, seconds)``.
+
+    Per run: test ``accuracy`` (nearest centre), the ``angle_stats`` in degrees — **own** (``intra``), **nearest
+    other** centre, their **gap**, **centres min / mean** — and the wall time when given. Returns
+    ``(stats, text)``: the numbers per label, and the table as fixed-width text.
+    """
+    width = max([len(label) for label in runs] + [4])
+    timed = any(len(entry) > 3 for entry in runs.values())
+    header = f"{'run':{width}s} " + " ".join(f"{h:>{w}s}" for _, h, w, _ in _COLUMNS)
+    lines = [header + (f" {'wall time':>9s}" if timed else "")]
+    lines.append("-" * len(lines[0]))
+    stats: dict[str, dict] = {}
+    for label, (loss, emb, labels, *seconds) in runs.items():
+        row = stats[label] = {"accuracy": accuracy(loss, emb, labels), **angle_stats(emb, labels, loss.head.weight)}
+        row["gap"] = row["to_nearest_other_centre"] - row["intra"]
+        line = f"{label:{width}s} " + " ".join(f"{f.format(row[k]):>{w}s}" for k, _, w, f in _COLUMNS)
+        if seconds:
+            row["seconds"] = float(seconds[0])
+            line += f" {row['seconds']:7.0f} s"
+        lines.append(line)
+    return stats, "\n".join(lines)

@@ -332,3 +332,45 @@ def confusion_matrix(ax, labels, predictions, class_names: Sequence[str], title:
 
 
 __all__ += ["confusion_matrix"]
+
+
+# ---- open-set verification (chapter 08) ---------------------------------------------------------------------
+def pair_angle_histogram(ax, result: dict, bins=None, title: str | None = None, threshold: float | None = None):
+    """The angle between the two embeddings of each pair, for positive (same class, blue) and negative
+    (different classes, red) pairs, from ``arclib.metrics.verification``'s result — the QAMFace paper's Fig. 4.
+    The less the two histograms overlap, the better any threshold separates them. ``threshold`` (degrees) draws
+    a decision line. Returns the fraction of negative pairs at a smaller angle than the median positive pair."""
+    pos, neg = np.asarray(result["positive_angles"]), np.asarray(result["negative_angles"])
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("result must hold positive_angles and negative_angles (an arclib.metrics.verification result)")
+    bins = np.linspace(0, 180, 91) if bins is None else bins
+    ax.hist(pos, bins=bins, color="C0", alpha=0.6, density=True, label=f"positive pairs (mean {pos.mean():.1f}°)")
+    ax.hist(neg, bins=bins, color="C3", alpha=0.6, density=True, label=f"negative pairs (mean {neg.mean():.1f}°)")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls=":", lw=1.2, label=f"threshold {threshold:.1f}°")
+    ax.set_xlabel("angle between the pair's embeddings (degrees)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return float((neg < np.median(pos)).mean())
+
+
+def roc_curves(ax, results: dict, fars: Sequence[float] = (1e-3, 1e-2, 1e-1)):
+    """ROC curves of several ``arclib.metrics.verification`` results {label: result}: true accept rate against
+    false accept rate on a log axis (where face recognition reads it), with the FARs of the report marked."""
+    for label, r in results.items():
+        fpr, tpr = np.asarray(r["roc"]["fpr"]), np.asarray(r["roc"]["tpr"])
+        keep = fpr > 0
+        ax.plot(fpr[keep], 100 * tpr[keep], label=f"{label} (AUC {r['auc']:.4f})")
+    for far in fars:
+        ax.axvline(far, color="0.6", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR, %)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+__all__ += ["pair_angle_histogram", "roc_curves"]

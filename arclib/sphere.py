@@ -38,6 +38,8 @@ __all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "region
 
 #: Class colours (colour-blind-safe Okabe–Ito); the margin zone is light grey.
 CLASS_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+#: matplotlib's tab10, so a digit has the same colour in the 2-D plots (arclib.plots) and on the sphere
+TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MARGIN_COLOUR = "#d9d9d9"
 SYNTHETIC_NOTE = "synthetic configuration (seeded random centres and samples, not a trained model)"
 
@@ -353,3 +355,49 @@ def circle_figure(s: float, m: float, config: SyntheticConfig | None = None, ax=
     ax.set_ylabel("embedding dimension 2")
     ax.set_title(f"s = {s:g}, m = {m:g}: mean loss {losses.mean():.3f}", fontsize=10)
     return ax.figure
+
+
+def embedding_figure(emb, labels, centres, max_points: int = 2000, seed: int = 0, title: str | None = None,
+                     class_names: Sequence[str] | None = None):
+    """A trained 3-D embedding on the unit sphere (plotly, rotatable): every feature x/‖x‖ as a dot coloured by
+    its class, every class centre W_j/‖W_j‖ as an arrow from the origin, over a faint sphere.
+
+    What a cosine classifier sees of a 3-D embedding: only directions. At most ``max_points`` dots (a fixed
+    random subset). Traces: 0 the sphere, 1 … C the classes' dots, then one arrow per centre.
+    """
+    import plotly.graph_objects as go
+
+    x = np.asarray(emb.detach().float().cpu() if isinstance(emb, torch.Tensor) else emb, dtype=float)
+    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
+    w = np.asarray(centres.detach().float().cpu() if isinstance(centres, torch.Tensor) else centres, dtype=float)
+    if x.ndim != 2 or x.shape[1] != 3 or w.ndim != 2 or w.shape[1] != 3:
+        raise ValueError(f"embedding_figure draws 3-D embeddings: got emb {x.shape}, centres {w.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"emb and labels differ in length: {len(x)} and {len(y)}")
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y = x[keep], y[keep]
+    x, w = _unit(x), _unit(w)
+    names = list(class_names) if class_names is not None else [str(c) for c in range(len(w))]
+    mesh = sphere_mesh(48, 24)
+    vx, vy, vz = mesh.vertices.T
+    fi, fj, fk = mesh.faces.T
+    fig = go.Figure(go.Mesh3d(x=0.985 * vx, y=0.985 * vy, z=0.985 * vz, i=fi, j=fj, k=fk, color="lightgrey",
+                              opacity=0.25, hoverinfo="skip", name="unit sphere", showlegend=False))
+    palette = TAB10 * (len(w) // len(TAB10) + 1)
+    for c in range(len(w)):
+        p = x[y == c]
+        fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=names[c],
+                                   marker={"size": 2, "color": palette[c], "opacity": 0.8}, legendgroup=names[c],
+                                   hovertemplate=f"class {names[c]}<extra></extra>"))
+    for c, d in enumerate(w):
+        fig.add_trace(go.Scatter3d(x=[0, 1.3 * d[0]], y=[0, 1.3 * d[1]], z=[0, 1.3 * d[2]], mode="lines+text",
+                                   line={"color": palette[c], "width": 7}, text=["", f"W<sub>{names[c]}</sub>"],
+                                   textfont={"color": palette[c], "size": 12}, legendgroup=names[c],
+                                   showlegend=False, hovertemplate=f"centre W_{names[c]}<extra></extra>"))
+    axis = {"visible": False}
+    fig.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube"},
+                      height=560, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                      title={"text": title or "3-D embedding on the unit sphere", "font": {"size": 13}},
+                      legend={"title": {"text": "class"}, "itemsizing": "constant"})
+    return fig

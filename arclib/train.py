@@ -24,6 +24,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -236,14 +237,17 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
         epochs: int = 5, lr: float | None = None, optimizer: str = "sgd", weight_decay: float = 5e-4,
         schedule: str = "onecycle", device: torch.device | str | None = None, amp: bool | None = None,
         seed: int = 0, checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-        max_steps: int | None = None, progress: bool = True, meta: dict | None = None) -> History:
+        max_steps: int | None = None, progress: bool = True, meta: dict | None = None,
+        on_step: Callable[[int, nn.Module, Tensor, Tensor], None] | None = None) -> History:
     """Train ``model`` (features) and ``loss`` (class centres) together; return the per-epoch ``History``.
 
     ``lr`` is the peak learning rate (default 0.1 for SGD, 3e-3 for Adam). ``max_steps`` caps the batches per
     epoch (quick mode). ``checkpoint``: a path written after every epoch. ``resume``: a checkpoint of this same
     run to continue from (its model, loss, optimizer and scheduler states and history are restored and the
     remaining epochs of ``epochs`` are run). ``amp``: None means on for CUDA, off elsewhere. ``meta`` is stored
-    in the checkpoint as is (plain types only).
+    in the checkpoint as is (plain types only). ``on_step(step, loss, embeddings, labels)`` is called after
+    every optimizer step, without gradients, with the global step (0, 1, …), the loss module and the batch just
+    trained on: a way to watch something during training (chapter 07 counts the classes sparsemax keeps).
     """
     epochs = check_int("epochs", epochs, 1, 1 << 20)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -303,6 +307,8 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
                 total += value.item() * n
                 correct += int((loss.predict(emb.detach()) == y).sum())
                 seen += n
+                if on_step is not None:
+                    on_step(epoch * steps + step, loss, emb.detach(), y)
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.4f}")
@@ -342,3 +348,25 @@ def train_fresh(dataset: str, loss_name: str, embedding_dim: int, train_loader: 
     start = time.perf_counter()
     history = fit(model, loss, train_loader, test_loader, seed=seed, **fit_kw)
     return {"model": model, "loss": loss, "history": history, "seconds": time.perf_counter() - start}
+
+
+def sweep(dataset: str, loss_name: str, embedding_dim: int, train_loader: DataLoader, test_loader: DataLoader,
+          param: str, values: Sequence[float], *, seeds: Sequence[int] = (0,), loss_kw: dict | None = None,
+          **train_kw) -> dict[float, list[float]]:
+    """Final test accuracy of ``train_fresh`` for each value of one loss hyperparameter and each seed.
+
+    ``{value: [accuracy per seed]}``: the experiment behind "accuracy against s" and "against m" (seed 002,
+    Fig. 3 and 4). Everything but ``param`` stays as in ``loss_kw`` and ``train_kw`` (passed to ``train_fresh``).
+    """
+    if not values:
+        raise ValueError("values must name at least one setting of the swept parameter")
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if param in train_kw or param in (loss_kw or {}):
+        raise ValueError(f"param {param!r} is swept; do not also fix it in loss_kw or the training arguments")
+    out: dict[float, list[float]] = {}
+    for value in values:
+        out[value] = [train_fresh(dataset, loss_name, embedding_dim, train_loader, test_loader, seed=seed,
+                                  loss_kw={**(loss_kw or {}), param: value}, **train_kw)["history"].test_acc[-1]
+                      for seed in seeds]
+    return out

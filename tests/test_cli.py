@@ -84,3 +84,15 @@ def test_train_then_evaluate_quick(tmp_path, mnist_root, capsys):
     assert result["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert result["verification"]["classes"] == [7, 8, 9]
     assert 0 <= result["verification"]["auc"] <= 1
+
+
+def test_train_and_test_limits_pick_the_first_images(tmp_path, mnist_root, capsys):
+    out = tmp_path / "limited"
+    code = cli.main(["train", "--data", "mnist", "--loss", "cosface", "--embedding-dim", "4", "--width", "4",
+                     "--epochs", "1", "--max-steps", "1", "--train-limit", "100", "--test-limit", "50",
+                     "--data-root", str(mnist_root), "--out", str(out), "--no-progress", "--device", "cpu"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["test_images"]) == (100, 50)
+    assert cli.main(["train", "--train-limit", "0", "--data-root", str(mnist_root), "--out", str(out)]) != 0
+    assert "train_limit" in capsys.readouterr().err

@@ -125,3 +125,52 @@ def test_verification_on_clustered_embeddings():
     assert v["tar_at_far"][1e-3] == pytest.approx(1.0)
     assert len(v["positive_angles"]) == len(v["negative_angles"]) == 300
     assert v["positive_angles"].max() < v["negative_angles"].min()
+
+
+def _three_centres(loss):
+    with torch.no_grad():
+        loss.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    return loss
+
+
+def test_support_size_hand_computed():
+    on_centre, between = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]) / math.sqrt(2)
+    label = torch.tensor([0])
+    sparse = _three_centres(losses.make("sparsemax", s=2.0, num_classes=3, embedding_dim=2))
+    # z = 2·cos θ = [2, 0, −2]: the target leads by 2 ≥ 1, so sparsemax puts all the mass on it
+    assert metrics.support_size(sparse, on_centre, label).tolist() == [1]
+    # halfway between two centres: z = [1.41, 1.41, −1.41] → p = [½, ½, 0]
+    assert metrics.support_size(sparse, between, label).tolist() == [2]
+    soft = _three_centres(losses.make("normface", s=2.0, num_classes=3, embedding_dim=2))
+    # softmax([2, 0, −2]) = [0.867, 0.117, 0.016]: every class positive, two above 0.1
+    assert metrics.support_size(soft, on_centre, label).tolist() == [3]
+    assert metrics.support_size(soft, on_centre, label, threshold=0.1).tolist() == [2]
+    assert metrics.support_size(soft, on_centre, label, threshold=0.5).tolist() == [1]
+
+
+def test_support_size_counts_the_training_logits_with_their_margin():
+    x, label = torch.tensor([[1.0, 1.0]]) / math.sqrt(2), torch.tensor([0])
+    angular = _three_centres(losses.make("angular_sparsemax", s=2.0, m=0.5, num_classes=3, embedding_dim=2))
+    # target cos(45° + 0.5 rad) = 0.282: z = [0.565, 1.414, −1.414], τ = 0.490, p = [0.075, 0.925, 0]
+    assert metrics.support_size(angular, x, label).tolist() == [2]
+    assert metrics.support_size(angular, x, label, threshold=0.1).tolist() == [1]
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.support_size(angular, x, label, threshold=1.0)
+
+
+def test_comparison_rows_are_accuracy_and_angle_stats():
+    torch.manual_seed(0)
+    loss = losses.make("arcface", s=16, m=0.2, num_classes=3, embedding_dim=4)
+    emb, labels = torch.randn(60, 4), torch.randint(0, 3, (60,))
+    stats, text = metrics.comparison({"ArcFace 4-D": (loss, emb, labels, 12.3), "again": (loss, emb, labels)})
+    st = metrics.angle_stats(emb, labels, loss.head.weight)
+    row = stats["ArcFace 4-D"]
+    assert row["accuracy"] == metrics.accuracy(loss, emb, labels)
+    assert row["intra"] == st["intra"] and row["gap"] == pytest.approx(st["to_nearest_other_centre"] - st["intra"])
+    assert row["seconds"] == 12.3 and "seconds" not in stats["again"]
+    header, rule, first, second = text.splitlines()
+    assert header.split()[:3] == ["run", "test", "acc"] and header.endswith("wall time")
+    assert set(rule) == {"-"} and len(rule) == len(header)
+    assert first.startswith("ArcFace 4-D") and first.endswith("12 s")
+    assert f"{100 * row['accuracy']:.2f}%" in first and f"{row['intra']:.1f}°" in first
+    assert "wall time" not in metrics.comparison({"a": (loss, emb, labels)})[1]

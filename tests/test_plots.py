@@ -166,3 +166,30 @@ def test_confusion_matrix(ax):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="same length"):
         plots.confusion_matrix(ax, torch.tensor([0, 3]), torch.tensor([0, 1]), ["a", "b", "c"])
+
+
+def test_pair_angle_histogram_and_roc(ax):
+    import numpy as np
+    import torch
+
+    from arclib import metrics
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(4)[:, :4]
+    labels = torch.arange(400) % 4
+    emb = centres[labels] + 0.3 * torch.randn(400, 4, generator=g)
+    result = metrics.verification(emb, labels, n_pairs=400)
+    below = plots.pair_angle_histogram(ax, result, threshold=60.0, title="pairs")
+    pos, neg = result["positive_angles"], result["negative_angles"]
+    assert below == pytest.approx(float((neg < np.median(pos)).mean()))
+    assert below < 0.05  # well-separated clusters: hardly any negative pair closer than the median positive
+    bars = [p for p in ax.patches]
+    assert len(bars) == 2 * 90 and ax.get_title() == "pairs"
+    assert any(line.get_xdata()[0] == 60.0 for line in ax.lines)
+    with pytest.raises(ValueError, match="positive_angles"):
+        plots.pair_angle_histogram(ax, {"positive_angles": [], "negative_angles": [1.0]})
+    fig, ax2 = plt.subplots()
+    plots.roc_curves(ax2, {"a": result, "b": result})
+    assert ax2.get_xscale() == "log" and len(ax2.get_legend().texts) == 2
+    assert "AUC" in ax2.get_legend().texts[0].get_text()
+    plt.close(fig)

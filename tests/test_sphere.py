@@ -144,3 +144,23 @@ def test_circle_figure_draws(config):
     plt.close(fig)
     with pytest.raises(ValueError, match="2-D"):
         sphere.circle_figure(8.0, 0.3, config)
+
+
+def test_embedding_figure_puts_features_and_centres_on_the_sphere():
+    rng = np.random.default_rng(0)
+    emb, labels = rng.normal(size=(300, 3)) * 5, rng.integers(0, 4, 300)
+    centres = rng.normal(size=(4, 3)) * 3
+    fig = sphere.embedding_figure(emb, labels, centres, max_points=200, class_names="abcd")
+    assert len(fig.data) == 1 + 4 + 4
+    dots = [np.c_[t.x, t.y, t.z] for t in fig.data[1:5]]
+    assert sum(len(d) for d in dots) == 200
+    assert all(np.allclose(np.linalg.norm(d, axis=1), 1) for d in dots if len(d))
+    assert [t.name for t in fig.data[1:5]] == list("abcd")
+    tip = np.array([fig.data[5].x[1], fig.data[5].y[1], fig.data[5].z[1]])
+    assert np.allclose(tip / np.linalg.norm(tip), centres[0] / np.linalg.norm(centres[0]))
+    # the classes keep matplotlib's tab10 colours, as in the 2-D pictures
+    assert fig.data[1].marker.color == sphere.TAB10[0]
+    with pytest.raises(ValueError, match="3-D embeddings"):
+        sphere.embedding_figure(emb[:, :2], labels, centres)
+    with pytest.raises(ValueError, match="differ in length"):
+        sphere.embedding_figure(emb, labels[:10], centres)

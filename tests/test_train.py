@@ -74,6 +74,22 @@ def test_max_steps_cuts_epochs():
     assert len(calls) == 4
 
 
+def test_on_step_sees_every_trained_batch_after_its_step():
+    model, loss, loader = make_run()
+    initial, seen = loss.head.weight.detach().clone(), []
+
+    def watch(step, watched_loss, emb, labels):
+        assert watched_loss is loss
+        assert not emb.requires_grad and not torch.is_grad_enabled()
+        seen.append((step, tuple(emb.shape), labels.tolist(), loss.head.weight.detach().clone()))
+
+    train.fit(model, loss, loader, epochs=2, max_steps=3, device="cpu", progress=False, on_step=watch)
+    assert [s for s, *_ in seen] == list(range(6))
+    assert all(shape == (16, 8) and len(y) == 16 and set(y) <= {0, 1, 2} for _, shape, y, _ in seen)
+    # called after the optimizer step: the first call already sees moved centres
+    assert not torch.equal(seen[0][3], initial)
+
+
 @pytest.mark.slow
 def test_resume_reproduces_uninterrupted_run(tmp_path):
     model, loss, loader = make_run()
@@ -170,3 +186,20 @@ def test_train_fresh_is_the_seeded_build_then_fit():
     assert run["loss"].num_classes == 3 and run["loss"].head.embedding_dim == 8
     assert run["history"].train_loss == by_hand.train_loss
     assert torch.equal(run["loss"].head.weight, loss.head.weight)
+
+
+def test_sweep_is_train_fresh_per_value_and_seed():
+    def loader():
+        return DataLoader(synthetic(), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+    test = DataLoader(synthetic(48, seed=1), batch_size=48)
+    kw = dict(num_classes=3, model_kw={"width": 4}, epochs=1, max_steps=2, lr=0.05, device="cpu", progress=False)
+    result = train.sweep("mnist", "arcface", 8, loader(), test, "s", [2.0, 8.0], seeds=(0, 1), loss_kw={"m": 0.2},
+                         **kw)
+    assert list(result) == [2.0, 8.0] and all(len(v) == 2 for v in result.values())
+    one = train.train_fresh("mnist", "arcface", 8, loader(), test, seed=1, loss_kw={"m": 0.2, "s": 8.0}, **kw)
+    assert result[8.0][1] == one["history"].test_acc[-1]
+    with pytest.raises(ValueError, match="param 's' is swept"):
+        train.sweep("mnist", "arcface", 8, loader(), test, "s", [2.0], loss_kw={"s": 4.0}, **kw)
+    with pytest.raises(ValueError, match="values"):
+        train.sweep("mnist", "arcface", 8, loader(), test, "s", [], **kw)
