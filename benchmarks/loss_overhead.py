@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -35,6 +34,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import describe  # benchmarks/machine.py, beside this script
 from torch import nn
 
 from arclib.losses import NAMES, make
@@ -176,23 +176,6 @@ def profile_top_ops(method, x, labels, rows: int = 15) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    lines = [f"- CPU: {cpu} ({os.cpu_count()} logical cores), torch threads: {torch.get_num_threads()}",
-             f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.release()}"]
-    if hasattr(os, "getloadavg"):
-        lines.append("- load average at start (1/5/15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
-    if device.type == "cuda":
-        lines.append(f"- GPU: {torch.cuda.get_device_name(device)}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     print("# arclib loss overhead: forward + backward of each margin loss vs the NormFace floor\n")
     given = sys.argv[1:] if argv is None else argv
     print(f"Command: `python {shlex.join(['benchmarks/loss_overhead.py', *given])}`\n")
-    print(machine(device))
+    print(describe(device))
     print(f"- N = {args.batch}, d = {args.dim}, float32, device {device}; s = {S:g}, ArcFace m = {M:g} "
           f"(PML: margin = {math.degrees(M):.4g}°); arclib hyper-parameters otherwise at their defaults\n")
 

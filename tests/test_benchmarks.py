@@ -1,0 +1,43 @@
+"""The benchmark scripts still run end to end (tiny settings): their figures are printed, never asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(script: str, *args: str, data: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"ARCLIB_DATA": str(data)} if data else {})}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_accuracy_table_quick(mnist_root, tmp_path):
+    proc = bench("accuracy.py", "--quick", "--data", "mnist", "--losses", "arcface", "angular_sparsemax",
+                 "--out", str(tmp_path), "--threads", "1", data=mnist_root)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| mnist |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["arcface", "angular_sparsemax"]
+    assert "`python -m arclib train --data mnist --loss arcface --s 30 --m 0.5" in proc.stdout
+
+
+@pytest.mark.slow
+def test_mnist_classic_quick(mnist_root):
+    proc = bench("mnist_classic.py", "--quick", data=mnist_root)
+    assert proc.returncode == 0, proc.stderr
+    assert "| classic example (CE, Adadelta, batch 64) |" in proc.stdout
+    assert "arclib ArcFace" in proc.stdout and "- CPU:" in proc.stdout
+
+
+def test_loss_overhead_tiny():
+    proc = bench("loss_overhead.py", "--classes", "10", "--batch", "8", "--dim", "4", "--repeats", "2",
+                 "--warmup", "1", "--threads", "1", "--methods", "floor", "arcface")
+    assert proc.returncode == 0, proc.stderr
+    assert "arcface" in proc.stdout and "- CPU:" in proc.stdout
