@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sgd (Nesterov momentum 0.9) or adam (AdamW)")
     t.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay on weights (not BN or biases)")
     t.add_argument("--schedule", choices=train.SCHEDULES, default="onecycle", help="learning-rate schedule per step")
+    t.add_argument("--margin-warmup", type=float, default=0.0,
+                   help="epochs over which the margin grows linearly from 0 to its value (0: full margin from step 1)")
     t.add_argument("--augment", action="store_true", help="random crop+flip (CIFAR) / small affine jitter (MNIST)")
     t.add_argument("--classes", default=None,
                    help="train on these class ids only, e.g. 0-6 or 1,3,5 (for open-set experiments)")
@@ -145,6 +147,7 @@ def cmd_train(args) -> int:
     # model and loss first: a bad hyperparameter fails before any data is read
     n_classes = len(classes) if classes is not None else data.NUM_CLASSES[args.data]
     model_kw = {k: v for k, v in (("width", args.width), ("dropout", args.dropout)) if v is not None}
+    train.seed_everything(args.seed)  # the initial weights and class centres depend on --seed alone
     model = models.for_dataset(args.data, args.embedding_dim, **model_kw)
     loss = losses.make(args.loss, num_classes=n_classes, embedding_dim=args.embedding_dim, **_loss_hparams(args))
     train_loader, test_loader = data.loaders(args.data, args.batch_size, args.data_root, classes, quick,
@@ -156,7 +159,8 @@ def cmd_train(args) -> int:
     history = train.fit(model, loss, train_loader, test_loader, epochs=args.epochs, lr=args.lr,
                         optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                         device=device, amp=args.amp, seed=args.seed, checkpoint=out / "checkpoint.pt",
-                        resume=args.resume, max_steps=max_steps, progress=not args.no_progress, meta=meta)
+                        resume=args.resume, max_steps=max_steps, progress=not args.no_progress, meta=meta,
+                        margin_warmup=args.margin_warmup)
     emb, labels = train.embed(model, test_loader, device)
     result = {
         "command": meta["command"],

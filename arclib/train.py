@@ -231,6 +231,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return model, loss, meta
 
 
+def _margin_warmup(loss: nn.Module, step: int, warmup_steps: float):
+    """The margin fraction of global step ``step`` (0, 1, …): (step + 1) / warmup_steps, capped at 1."""
+    if warmup_steps <= 0 or step + 1 >= warmup_steps or not hasattr(loss, "margin_fraction"):
+        return contextlib.nullcontext()
+    return loss.margin_fraction((step + 1) / warmup_steps)
+
+
 # ---- the loop ---------------------------------------------------------------------------------------------
 
 def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader: DataLoader | None = None,
@@ -238,7 +245,8 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
         schedule: str = "onecycle", device: torch.device | str | None = None, amp: bool | None = None,
         seed: int = 0, checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
         max_steps: int | None = None, progress: bool = True, meta: dict | None = None,
-        on_step: Callable[[int, nn.Module, Tensor, Tensor], None] | None = None) -> History:
+        on_step: Callable[[int, nn.Module, Tensor, Tensor], None] | None = None,
+        margin_warmup: float = 0.0) -> History:
     """Train ``model`` (features) and ``loss`` (class centres) together; return the per-epoch ``History``.
 
     ``lr`` is the peak learning rate (default 0.1 for SGD, 3e-3 for Adam). ``max_steps`` caps the batches per
@@ -248,12 +256,16 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
     in the checkpoint as is (plain types only). ``on_step(step, loss, embeddings, labels)`` is called after
     every optimizer step, without gradients, with the global step (0, 1, …), the loss module and the batch just
     trained on: a way to watch something during training (chapter 07 counts the classes sparsemax keeps).
+    ``margin_warmup``: epochs (a float) over which every margin of the loss grows linearly, step by step, from
+    none to its value (``MarginLoss.margin_fraction``); 0 trains with the full margin from the first step. Losses
+    without a margin ignore it, so one recipe serves a whole comparison.
     """
     epochs = check_int("epochs", epochs, 1, 1 << 20)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     schedule = check_choice("schedule", schedule, SCHEDULES)
     lr = check_range("lr", DEFAULT_LR[optimizer] if lr is None else lr, 0, math.inf, low_open=True)
     weight_decay = check_range("weight_decay", weight_decay, 0, math.inf)
+    margin_warmup = check_range("margin_warmup", margin_warmup, 0, epochs)
     steps = len(train_loader) if max_steps is None else min(len(train_loader), check_int("max_steps", max_steps, 1, 1 << 40))
     if steps == 0:
         raise ValueError("train_loader must yield at least one batch")
@@ -296,7 +308,8 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
             with _autocast(device, amp):
                 emb = model(x)
             emb = emb.float()
-            value = loss(emb, y)
+            with _margin_warmup(loss, epoch * steps + step, margin_warmup * steps):
+                value = loss(emb, y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(value).backward()
             scaler.step(opt)

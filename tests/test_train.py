@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -203,3 +204,46 @@ def test_sweep_is_train_fresh_per_value_and_seed():
         train.sweep("mnist", "arcface", 8, loader(), test, "s", [2.0], loss_kw={"s": 4.0}, **kw)
     with pytest.raises(ValueError, match="values"):
         train.sweep("mnist", "arcface", 8, loader(), test, "s", [], **kw)
+
+
+def test_margin_fraction_moves_every_margin_and_restores_it():
+    arc = losses.make("arcface", s=8, m=0.5)
+    with arc.margin_fraction(0.25):
+        assert arc.m == pytest.approx(0.125)
+        theta = torch.tensor([1.0])
+        assert arc.target_logit(theta).item() == pytest.approx(8 * math.cos(1.125))
+    assert arc.m == 0.5 and arc.hparams()["m"] == 0.5
+    combined = losses.make("combined", s=8, m1=1.4, m2=0.2, m3=0.1)
+    with combined.margin_fraction(0.0):
+        assert (combined.m1, combined.m2, combined.m3) == (1.0, 0.0, 0.0)
+    assert (combined.m1, combined.m2, combined.m3) == (1.4, 0.2, 0.1)
+    with pytest.raises(ValueError, match="fraction"):
+        with arc.margin_fraction(1.5):
+            pass
+
+
+def test_margin_warmup_ramps_per_step_then_holds(monkeypatch):
+    model, loss, loader = make_run()
+    seen = []
+    original = type(loss).forward
+
+    def recording_forward(self, x, labels, reduction="mean"):
+        seen.append(self.m)
+        return original(self, x, labels, reduction)
+
+    monkeypatch.setattr(type(loss), "forward", recording_forward)
+    steps = len(loader)  # 6 batches per epoch
+    train.fit(model, loss, loader, epochs=3, lr=0.05, device="cpu", progress=False, margin_warmup=1.5)
+    ramp = int(1.5 * steps)
+    assert seen[:ramp] == pytest.approx([0.2 * (k + 1) / (1.5 * steps) for k in range(ramp)])
+    assert seen[ramp:] == [0.2] * (3 * steps - ramp)
+    assert loss.m == 0.2
+
+
+def test_margin_warmup_is_a_noop_without_margin_and_checked():
+    model, _, loader = make_run()
+    soft = losses.make("softmax", num_classes=3, embedding_dim=8)
+    train.fit(model, soft, loader, epochs=1, lr=0.05, device="cpu", progress=False, margin_warmup=1)
+    model, loss, loader = make_run()
+    with pytest.raises(ValueError, match="margin_warmup"):
+        train.fit(model, loss, loader, epochs=2, device="cpu", progress=False, margin_warmup=3)

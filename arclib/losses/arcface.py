@@ -54,6 +54,7 @@ class ArcFace(MarginLoss):
     """
 
     name = "arcface"
+    neutral_margins = {"m": 0.0}
 
     def __init__(self, s: float = 64.0, m: float = 0.5, tail: str = "continuous", num_classes: int | None = None,
                  embedding_dim: int | None = None, criterion: str = "softmax") -> None:

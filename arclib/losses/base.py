@@ -10,7 +10,9 @@ non-target one). Everything else — the head, angles, numerics, the criterion, 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -43,6 +45,9 @@ class MarginLoss(nn.Module):
     name: ClassVar[str] = ""
     #: True where logits are s·cos θ_j off the target, so the training path needs no arccos on the N×C matrix.
     cosine_non_target: ClassVar[bool] = True
+    #: The margin attributes and the value at which each is no margin at all (ArcFace: m = 0; the combined
+    #: margin's multiplicative m1: 1). ``margin_fraction`` moves them between the two; empty: nothing to ramp.
+    neutral_margins: ClassVar[dict[str, float]] = {}
 
     def __init__(self, s: float, num_classes: int | None = None, embedding_dim: int | None = None,
                  criterion: str = "softmax") -> None:
@@ -145,6 +150,24 @@ class MarginLoss(nn.Module):
 
     def margin_hparams(self) -> dict:
         return {}
+
+    @contextlib.contextmanager
+    def margin_fraction(self, fraction: float) -> Iterator[MarginLoss]:
+        """Within the block, every margin is ``fraction`` of the way from no margin to its value.
+
+        A margin warm-up (``fit(margin_warmup=...)``) trains its first steps under this: m = 0 makes ArcFace
+        NormFace, which cannot push a sample past θ* = π − m while the features are still random. The margins are
+        restored on exit, so checkpoints and ``hparams()`` always hold the real ones.
+        """
+        fraction = check_range("fraction", fraction, 0.0, 1.0)
+        saved = {name: getattr(self, name) for name in self.neutral_margins}
+        try:
+            for name, neutral in self.neutral_margins.items():
+                setattr(self, name, neutral + fraction * (saved[name] - neutral))
+            yield self
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     def extra_repr(self) -> str:
         parts = [f"s={self.s:g}"] + [f"{k}={v!r}" for k, v in self.margin_hparams().items()]

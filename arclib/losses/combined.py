@@ -19,6 +19,7 @@ class Combined(MarginLoss):
     """
 
     name = "combined"
+    neutral_margins = {"m1": 1.0, "m2": 0.0, "m3": 0.0}
 
     def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2, tail: str = "continuous",
                  num_classes: int | None = None, embedding_dim: int | None = None, criterion: str = "softmax") -> None:

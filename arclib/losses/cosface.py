@@ -17,6 +17,7 @@ class CosFace(MarginLoss):
     """
 
     name = "cosface"
+    neutral_margins = {"m": 0.0}
 
     def __init__(self, s: float = 64.0, m: float = 0.35, num_classes: int | None = None,
                  embedding_dim: int | None = None, criterion: str = "softmax") -> None:

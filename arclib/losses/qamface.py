@@ -19,6 +19,7 @@ class QAMFace(MarginLoss):
     """
 
     name = "qamface"
+    neutral_margins = {"m": 0.0}
     cosine_non_target = False
 
     def __init__(self, s: float = 6.0, m: float = 0.5, num_classes: int | None = None,
