@@ -45,6 +45,35 @@ def check_finite(name: str, tensor: Tensor) -> None:
         raise ValueError(f"{name} must be finite (values in (-inf, inf), no NaN); it holds non-finite entries")
 
 
+def check_tensor(name: str, value, shape: str) -> Tensor:
+    """``value`` if it is a tensor; a numpy array or a list is refused by name (converting it here would hide a
+    device or dtype the caller did not choose)."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {shape}, got a {type(value).__name__} "
+                         f"(convert it with torch.as_tensor)")
+    return value
+
+
+def check_angles(name: str, value) -> Tensor:
+    """``value`` (a tensor, number, list or numpy array) as a floating tensor of angles in [0, π], radians.
+
+    A tensor that is already floating comes back as is, autograd graph included. float32's π lies a rounding
+    step above π, so angles up to π·(1 + 1e-6) are accepted.
+    """
+    try:
+        t = value if isinstance(value, Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be angles in [0, pi] (a tensor, number, list or array), got "
+                         f"{type(value).__name__}") from None
+    if not t.dtype.is_floating_point:
+        t = t.to(torch.get_default_dtype())
+    if t.numel() and torch.isnan(t).any():
+        raise ValueError(f"{name} must be angles in [0, pi]; it holds NaN")
+    if t.numel() and (t.min() < 0 or t.max() > math.pi * (1 + 1e-6)):
+        raise ValueError(f"{name} must be angles in [0, pi], got values in [{float(t.min()):.4g}, {float(t.max()):.4g}]")
+    return t
+
+
 def check_labels(labels: Tensor, batch_size: int, num_classes: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor of shape ({batch_size},) with values in [0, {num_classes})")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from arclib._checks import check_labels, check_tensor
+
 
 def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     """p = max(z − τ, 0), with τ chosen so that p sums to one (Algorithm 1 of seed 002, corrected)."""
+    check_tensor("z", z, "(..., C)")
     # sparsemax is shift-invariant; starting from max z = 0 keeps the test 1 + k·z_(k) > Σ z_(j) exact for large z
     return _project(z - z.amax(dim=dim, keepdim=True).detach(), dim)
 
@@ -54,7 +57,18 @@ def sparsemax_loss(z: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor
     """L(z, y) = ½(1 − ‖p‖²) + ⟨p − e_y, z⟩ with p = sparsemax(z); its gradient is p − e_y.
 
     Zero (up to rounding, ~1e-16 in float64) when z_y ≥ 1 + max_{j≠y} z_j: the sample is then past the loss's own margin of 1.
+    ``z``: a floating tensor (N, C) with N ≥ 1; ``labels``: an integer tensor (N,) with values in [0, C).
     """
+    check_tensor("z", z, "(N, C)")
+    if z.dim() != 2 or not z.dtype.is_floating_point:
+        raise ValueError(f"z must be a floating tensor of shape (N, C), got {z.dtype} of shape {tuple(z.shape)}")
+    if z.shape[0] == 0:
+        raise ValueError(f"z must hold at least one row; got an empty batch of shape {tuple(z.shape)}")
+    return _sparsemax_loss(z, check_labels(labels, z.shape[0], z.shape[1]), reduction)
+
+
+def _sparsemax_loss(z: Tensor, labels: Tensor, reduction: str) -> Tensor:
+    """``sparsemax_loss`` without the input checks, for callers that made them (``MarginLoss.forward``)."""
     losses = _SparsemaxLoss.apply(z, labels)
     if reduction == "mean":
         return losses.mean()

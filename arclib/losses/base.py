@@ -19,9 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arclib._checks import check_choice, check_finite, check_int, check_labels, check_range
+from arclib._checks import (
+    check_angles,
+    check_choice,
+    check_finite,
+    check_int,
+    check_labels,
+    check_range,
+    check_tensor,
+)
 from arclib.head import CosineHead
-from arclib.sparsemax import sparsemax, sparsemax_loss
+from arclib.sparsemax import _sparsemax_loss, sparsemax
 
 CRITERIA = ("softmax", "sparsemax")
 
@@ -68,7 +76,15 @@ class MarginLoss(nn.Module):
         raise NotImplementedError
 
     def target_logit(self, theta: Tensor) -> Tensor:
-        """The target class's logit s·ψ(θ) as a function of its angle θ (what the curve notebooks plot)."""
+        """The target class's logit s·ψ(θ) as a function of its angle θ (what the curve notebooks plot).
+
+        ``theta``: angles in [0, π], as a tensor or anything ``torch.as_tensor`` takes (a number, a list, a numpy
+        array). NaN or an angle outside [0, π] is a ValueError: ψ is defined on [0, π] only.
+        """
+        return self._target_logit(check_angles("theta", theta))
+
+    def _target_logit(self, theta: Tensor) -> Tensor:
+        # unchecked: the training path's angles come from ``angle``, inside [0, π] by construction
         return self.s * self.psi(theta)
 
     def other_logit(self, theta: Tensor) -> Tensor:
@@ -77,7 +93,7 @@ class MarginLoss(nn.Module):
 
     def target_logit_from_cos(self, cos_y: Tensor) -> Tensor:
         """s·ψ(θ_y) from the target cosines; losses defined on cos θ (NormFace, CosFace) skip the arccos."""
-        return self.target_logit(angle(cos_y))
+        return self._target_logit(angle(cos_y))
 
     # ---- the shared machinery ---------------------------------------------------------------------------
     def scores(self, x: Tensor, check_values: bool = True) -> Tensor:
@@ -86,6 +102,7 @@ class MarginLoss(nn.Module):
         ``check_values=False`` skips the finiteness check of features (a device sync per call); ``forward``
         makes it only when the loss comes out non-finite, which NaN or infinite features always cause.
         """
+        check_tensor(self.input_name(), x, "(N, embedding_dim)" if self.head is not None else "(N, C)")
         if self.head is not None:
             if x.dim() != 2 or x.shape[1] != self.head.embedding_dim:
                 raise ValueError(f"features must have shape (N, {self.head.embedding_dim}), got {tuple(x.shape)}")
@@ -118,11 +135,22 @@ class MarginLoss(nn.Module):
         z[rows, labels] = target.to(z.dtype)
         return z
 
+    def input_name(self) -> str:
+        """What error messages call ``x``: "features" with a head, "cos_theta" without."""
+        return "features" if self.head is not None else "cos_theta"
+
     def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+        """The loss of the batch ``x`` with ``labels``: its mean, "sum" or per sample ("none").
+
+        An empty batch is a ValueError (its mean would be NaN, and a NaN loss spoils every weight it touches).
+        """
         z = self.logits(x, labels, check_values=False)
+        if z.shape[0] == 0:
+            raise ValueError(f"{self.input_name()} must hold at least one sample; got an empty batch of shape "
+                             f"{tuple(x.shape)}")
         labels = labels.long()
         if self.criterion == "sparsemax":
-            loss = sparsemax_loss(z, labels, reduction=reduction)
+            loss = _sparsemax_loss(z, labels, reduction)  # labels already checked by logits
         else:
             loss = F.cross_entropy(z, labels, reduction=reduction)
         if not torch.isfinite(loss).all():

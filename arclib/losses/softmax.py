@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from arclib._checks import check_finite, check_labels
+from arclib._checks import check_finite, check_labels, check_tensor
 from arclib.head import LinearHead
 from arclib.losses.base import MarginLoss
 
@@ -30,8 +30,12 @@ class Softmax(MarginLoss):
     def psi(self, theta: Tensor) -> Tensor:
         return torch.cos(theta)
 
+    def input_name(self) -> str:
+        return "features" if self.head is not None else "logits"
+
     def scores(self, x: Tensor, check_values: bool = True) -> Tensor:
         if self.head is None:
+            check_tensor("logits", x, "(N, C)")
             if x.dim() != 2 or x.shape[1] < 2:
                 raise ValueError(f"logits must have shape (N, C) with C >= 2 classes, got {tuple(x.shape)}")
             if self.num_classes is not None and x.shape[1] != self.num_classes:

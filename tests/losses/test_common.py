@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -319,3 +320,44 @@ def test_cosines_a_rounding_step_outside_are_tolerated(name):
     value = make(name)(cos, y)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(cos.grad).all()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch_is_refused(name, head, reduction):
+    """The mean of no samples is NaN, which would spoil every weight it reaches: an empty batch is an error."""
+    loss, x, y = _inputs(name, head)
+    with pytest.raises(ValueError, match=("features" if head else COS_NAME[name]) + " must hold at least one sample"):
+        loss(x[:0], y[:0], reduction=reduction)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "list"])
+@pytest.mark.parametrize("head", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_array_likes_are_refused_by_name(name, head, kind):
+    loss, x, y = _inputs(name, head)
+    bad = x.numpy() if kind == "numpy" else x.tolist()
+    what = "features" if head else COS_NAME[name]
+    for call in (lambda v: loss(v, y), loss.predict, loss.probabilities):
+        with pytest.raises(ValueError, match=f"^{what} must be a torch.Tensor of shape .*torch.as_tensor"):
+            call(bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_target_logit_takes_numbers_lists_and_arrays(name):
+    loss = make(name)
+    grid = [0.0, 1.0, math.pi]
+    want = loss.target_logit(torch.tensor(grid, dtype=torch.float64))
+    torch.testing.assert_close(loss.target_logit(np.array(grid)), want)  # float64 stays float64
+    torch.testing.assert_close(loss.target_logit(grid), want.float())
+    assert loss.target_logit(1.0).item() == pytest.approx(want[1].item(), rel=1e-6)
+    assert loss.target_logit(0).dtype == torch.float32  # integers become the default float
+    assert torch.isfinite(loss.target_logit(torch.linspace(0, math.pi, 5))).all()  # float32's π, a hair above π
+
+
+@pytest.mark.parametrize("bad", [math.nan, -0.1, 3.2, [0.5, math.nan], np.array([4.0]), "pi"])
+@pytest.mark.parametrize("name", NAMES)
+def test_target_logit_refuses_nan_and_angles_outside_0_pi(name, bad):
+    with pytest.raises(ValueError, match=r"^theta must be angles in \[0, pi\]"):
+        make(name).target_logit(bad)

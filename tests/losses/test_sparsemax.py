@@ -182,3 +182,35 @@ def test_sparsemax_large_scores(z):
     torch.testing.assert_close(entmax.sparsemax(z, dim=1), torch.tensor([[1.0, 0.0, 0.0]]))
     torch.testing.assert_close(sparsemax(z, dim=1), torch.tensor([[1.0, 0.0, 0.0]]))
     assert sparsemax_loss(z, torch.tensor([0])).item() == 0.0
+
+
+# ---- bad inputs to the functions: one ValueError naming the argument ------------------------------------
+
+SPARSEMAX_BAD_LABELS = {
+    "too large": lambda y: torch.full_like(y, 4),
+    "negative": lambda y: torch.full_like(y, -1),
+    "float": lambda y: y.double(),
+    "too long": lambda y: torch.cat([y, y[:1]]),
+    "list": lambda y: y.tolist(),
+}
+
+
+@pytest.mark.parametrize("bad", list(SPARSEMAX_BAD_LABELS))
+def test_sparsemax_loss_checks_its_labels(bad):
+    z, y = _z(0, (5, 4)), torch.tensor([0, 1, 2, 3, 0])
+    with pytest.raises(ValueError, match="^labels must"):
+        sparsemax_loss(z, SPARSEMAX_BAD_LABELS[bad](y))
+
+
+def test_sparsemax_functions_check_z():
+    z, y = _z(0, (5, 4)), torch.tensor([0, 1, 2, 3, 0])
+    with pytest.raises(ValueError, match=r"^z must be a torch.Tensor of shape \(N, C\), got a ndarray"):
+        sparsemax_loss(z.numpy(), y)
+    with pytest.raises(ValueError, match=r"^z must be a torch.Tensor"):
+        sparsemax(z.tolist())
+    with pytest.raises(ValueError, match=r"^z must be a floating tensor of shape \(N, C\)"):
+        sparsemax_loss(z[0], y[:1])
+    with pytest.raises(ValueError, match=r"^z must be a floating tensor"):
+        sparsemax_loss(z.long(), y)
+    with pytest.raises(ValueError, match=r"^z must hold at least one row"):  # its mean would be NaN
+        sparsemax_loss(z[:0], y[:0])
