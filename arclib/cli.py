@@ -3,7 +3,9 @@
 ``train`` writes ``OUT/checkpoint.pt`` and ``OUT/metrics.json`` (test accuracy, angle statistics, history, wall
 time, device and the exact command). ``evaluate`` rebuilds a run from its checkpoint and prints accuracy, angle
 statistics and LFW-style verification, optionally on classes the model never saw (``--open-set-classes``).
-Bad hyperparameters end with the library's ValueError on stderr and exit code 2, without a traceback.
+Bad hyperparameters, devices and checkpoints end with one line on stderr (the library's ValueError) and exit
+code 2, without a traceback. ``train --resume`` refuses a checkpoint whose run had other settings, naming each
+option with both values (``arclib.train.fit`` explains what may change).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from arclib import data, losses, metrics, models, train
+from arclib._checks import check_int
 from arclib.config import quick_mode
 
 #: Loss hyperparameters passed to ``losses.make`` only when given on the command line.
@@ -136,13 +139,29 @@ def _loss_hparams(args) -> dict:
     return {k: getattr(args, k) for k in LOSS_FLAGS if getattr(args, k) is not None}
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        try:
+            torch.set_num_threads(check_int("--threads", threads, 1, 4096))
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+
+def _device(spec: str | None) -> torch.device:
+    try:
+        return train.resolve_device(spec, "--device")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_train(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     quick = args.quick or quick_mode()
     classes = _classes(args.classes, "--classes")
     out = Path(args.out or f"runs/{args.data}-{args.loss}-{args.embedding_dim}d")
-    device = torch.device(args.device) if args.device else train.default_device()
+    device = _device(args.device)
+    if args.resume is not None and not Path(args.resume).is_file():  # before the data loads, which can take a while
+        raise UsageError(f"--resume: no such file {args.resume}")
     t_start = time.perf_counter()
     # model and loss first: a bad hyperparameter fails before any data is read
     n_classes = len(classes) if classes is not None else data.NUM_CLASSES[args.data]
@@ -155,12 +174,19 @@ def cmd_train(args) -> int:
                                              download=args.download, cifar10_checksums=args.cifar10_checksums,
                                              train_limit=args.train_limit, test_limit=args.test_limit)
     meta = {"dataset": args.data, "classes": classes, "quick": quick, "command": _command()}
+    # what defines the run beyond fit's own arguments: a resume must match these too
+    settings = {"data": args.data, "classes": classes, "augment": args.augment, "quick": quick,
+                "train_limit": args.train_limit, "test_limit": args.test_limit}
     max_steps = args.max_steps if args.max_steps is not None else (4 if quick else None)
-    history = train.fit(model, loss, train_loader, test_loader, epochs=args.epochs, lr=args.lr,
-                        optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
-                        device=device, amp=args.amp, seed=args.seed, checkpoint=out / "checkpoint.pt",
-                        resume=args.resume, max_steps=max_steps, progress=not args.no_progress, meta=meta,
-                        margin_warmup=args.margin_warmup)
+    try:
+        history = train.fit(model, loss, train_loader, test_loader, epochs=args.epochs, lr=args.lr,
+                            optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+                            device=device, amp=args.amp, seed=args.seed, checkpoint=out / "checkpoint.pt",
+                            resume=args.resume, max_steps=max_steps, progress=not args.no_progress, meta=meta,
+                            margin_warmup=args.margin_warmup, settings=settings)
+    except train.ResumeMismatch as err:
+        # the stored settings by the options that set them: --lr, --batch-size (derived ones, e.g. num_classes, as is)
+        raise UsageError(err.describe(lambda k: "--" + k.replace("_", "-") if hasattr(args, k) else k)) from None
     emb, labels = train.embed(model, test_loader, device)
     result = {
         "command": meta["command"],
@@ -184,6 +210,7 @@ def cmd_train(args) -> int:
         "test_images": len(test_loader.dataset),
         "args": vars(args),
     }
+    out.mkdir(parents=True, exist_ok=True)  # a finished run resumed into a new --out trains no epoch
     (out / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2))
     a = result["angle_stats"]
     print(f"test accuracy {result['test_accuracy']:.4f}  intra {a['intra']:.1f}°  nearest other centre "
@@ -194,12 +221,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
+    device = _device(args.device)
     if not Path(args.checkpoint).is_file():
         raise UsageError(f"checkpoint: no such file {args.checkpoint}")
     model, loss, meta = train.load_checkpoint(args.checkpoint)
-    device = torch.device(args.device) if args.device else train.default_device()
+    if not isinstance(meta.get("dataset"), str):
+        raise UsageError(f"checkpoint {args.checkpoint} does not name its dataset (meta['dataset']): evaluate reads "
+                         f"checkpoints written by `arclib train`")
     model.to(device)
     loss.to(device)
     quick = args.quick or quick_mode()

@@ -13,12 +13,16 @@ Design choices, each for a reason:
   epoch k+1 bit for bit on CPU.
 - **Checkpoints load with ``torch.load(weights_only=True)``**: they hold only tensors, dicts, lists, strings
   and numbers, and are written atomically (temp file in the same folder, then ``os.replace``), so a crash
-  mid-write never leaves a truncated checkpoint behind.
+  mid-write never leaves a truncated checkpoint behind. A sha256 of their contents catches a file damaged
+  later (torch's zip reader checks no checksums), and the run's settings travel with them so that a resume
+  under other settings is refused instead of silently mixing two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import math
 import os
 import random
@@ -41,7 +45,30 @@ from arclib._checks import check_choice, check_int, check_range
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine", "none")
 DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3}
-CHECKPOINT_FORMAT = 1
+#: 2 added "settings" (what a resume must match) and "sha256" (of the contents); format 1 still loads.
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, unreadable, damaged, inconsistent); the message names the file."""
+
+
+class ResumeMismatch(ValueError):
+    """``resume`` names a checkpoint trained under other settings: ``mismatches`` holds (setting, then, now)."""
+
+    def __init__(self, path, mismatches: list[tuple[str, object, object]], hint: str) -> None:
+        self.path, self.mismatches, self.hint = path, mismatches, hint
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """The one-line message; ``name`` turns a setting into what the caller calls it (the CLI: ``--lr``)."""
+        diffs = "; ".join(f"{name(k)} was {then!r}, now {now!r}" for k, then, now in self.mismatches)
+        return f"cannot resume from {self.path}: its run had other settings ({diffs}); {self.hint}"
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the message says which input went non-finite and what usually helps."""
 
 
 @dataclass
@@ -74,6 +101,31 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_device(device: torch.device | str | None = None, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` (None: ``default_device()``); a ValueError naming ``name`` unless it is cpu,
+    cuda[:N] or mps and this machine has it."""
+    if device is None:
+        return default_device()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name} must be cpu, cuda, cuda:N or mps; got {str(device)!r}")
+    device = parsed
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} {str(device)!r}: this machine has no CUDA device (torch {torch.__version__}); "
+                             f"use cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{name} {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise ValueError(f"{name} 'mps': Apple's Metal backend is not available on this machine; use cpu")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -173,16 +225,88 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
+def _feed(h, obj) -> None:
+    """Every key, value and tensor byte of ``obj`` into the hash, in order, each tagged with its type and size
+    (so 1, 1.0 and "1" differ, and no two layouts run together)."""
+    if isinstance(obj, Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for key, value in obj.items():
+            _feed(h, key)
+            _feed(h, value)
+    elif isinstance(obj, (list, tuple)):  # one tag for both: the digest is of the values, not of container types
+        h.update(f"L{len(obj)};".encode())
+        for value in obj:
+            _feed(h, value)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def checkpoint_digest(state: dict) -> str:
+    """sha256 of a checkpoint's contents (all but its "sha256" entry): what format 2 stores and checks.
+
+    It hashes the loaded values, not the file's bytes, so the stored digest can live inside the file it checks.
+    It guards against damage, not against someone who rewrites the file and its digest on purpose.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "sha256"})
+    return h.hexdigest()
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Delete the temp files that saves of ``path`` killed mid-write left behind (127 MB each for ResNet-18).
+
+    A temp file's name carries its writer's pid (``.checkpoint.pt.pid123.xxxx.tmp``): one whose writer is gone
+    is garbage, one whose writer lives is not touched. Names without a pid (arclib before format 2) are removed
+    once an hour old, by when no save can still be writing them.
+    """
+    prefix = _temp_prefix(path)
+    for tmp in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+        tag = tmp.name[len(prefix):].split(".", 1)[0]
+        try:
+            if tag.startswith("pid") and tag[3:].isdigit():
+                stale = not _process_alive(int(tag[3:]))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > 3600
+            if stale:
+                tmp.unlink()
+        except FileNotFoundError:  # removed meanwhile, by its writer or another cleanup
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, loss: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None, epoch: int = 0,
-                    history: History | dict | None = None, meta: dict | None = None) -> Path:
+                    history: History | dict | None = None, meta: dict | None = None,
+                    settings: dict | None = None) -> Path:
     """Write a checkpoint atomically: to a temp file in the same folder, fsync, then ``os.replace``.
 
     It holds the model's class and ``config()``, the loss's name and ``hparams()``, all states, the history as a
-    dict and ``meta`` (the dataset name and the like): enough for ``load_checkpoint`` to rebuild both modules.
+    dict, ``meta`` (the dataset name and the like), the run's ``settings`` (what ``fit(resume=...)`` compares;
+    ``fit`` fills them in) and the sha256 of all that (``checkpoint_digest``). Temp files of earlier saves of
+    ``path`` that were killed mid-write are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(path)
     if isinstance(history, History):
         history = history.to_dict()
     state = {
@@ -196,9 +320,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, loss: nn.Module,
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "history": history or History().to_dict(),
         "meta": dict(meta or {}),
+        "settings": dict(settings or {}),
         "rng": _rng_state(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    state["sha256"] = checkpoint_digest(state)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}pid{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -212,22 +338,94 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, loss: nn.Module,
     return path
 
 
+# What every readable checkpoint holds, and what format 2 adds; (kinds) as isinstance takes them.
+_LAYOUT: dict[str, tuple[type, ...]] = {
+    "epoch": (int,), "model": (dict,), "loss": (dict,), "optimizer": (dict, type(None)),
+    "scheduler": (dict, type(None)), "history": (dict,), "meta": (dict,), "rng": (dict,)}
+_LAYOUT_2 = {"settings": (dict,)}
+_PARTS = {"model": {"class": (str,), "config": (dict,), "state": (dict,)},
+          "loss": {"name": (str,), "hparams": (dict,), "state": (dict,)}}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(err).__name__}: {line[:200]}" if line else type(err).__name__
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """The raw checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code runs while loading)."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an arclib checkpoint (format {CHECKPOINT_FORMAT})")
+    """The raw checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code runs while loading) and
+    checked: a CheckpointError naming the file if it is missing, unreadable, of an unknown format, incomplete,
+    or (format 2) its contents do not match the sha256 stored when it was written.
+
+    Format-1 checkpoints (arclib before settings and digests were stored) load without the hash check.
+    """
+    if not Path(path).exists():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a damaged archive fails in the zip reader, the unpickler, UTF-8 decoding, …: all one
+        raise CheckpointError(f"checkpoint {path} is unreadable (damaged, truncated or not a torch file): "
+                              f"{_first_line(err)}") from err
+    if not isinstance(state, dict) or "format" not in state:
+        raise CheckpointError(f"{path} is not an arclib checkpoint (a {type(state).__name__} without a format)")
+    if state["format"] not in READABLE_FORMATS or isinstance(state["format"], bool):
+        raise CheckpointError(f"checkpoint {path} has format {state['format']!r}; this arclib reads formats "
+                              f"{', '.join(map(str, READABLE_FORMATS))}")
+    if state["format"] >= 2:
+        if not isinstance(state.get("sha256"), str):
+            raise CheckpointError(f"checkpoint {path} is damaged: it lacks the sha256 every format-2 file stores")
+        if state["sha256"] != checkpoint_digest(state):
+            raise CheckpointError(f"checkpoint {path} is damaged: its contents do not match the sha256 stored when "
+                                  f"it was written")
+    layout = {**_LAYOUT, **(_LAYOUT_2 if state["format"] >= 2 else {})}
+    for key, kinds in layout.items():
+        _require(path, state, key, kinds, key)
+    for part, fields in _PARTS.items():
+        for key, kinds in fields.items():
+            _require(path, state[part], key, kinds, f"{part}.{key}")
     return state
 
 
+def _require(path, holder: dict, key: str, kinds: tuple[type, ...], name: str) -> None:
+    if not isinstance(holder.get(key), kinds):
+        allowed = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+        raise CheckpointError(f"checkpoint {path} is incomplete: its {name!r} is missing or not a {allowed}")
+
+
+def _shape(shape) -> str:
+    return "missing" if shape is None else f"of shape {tuple(shape)}"
+
+
+def _rebuild(path, what: str, build: Callable[[], nn.Module], weights: dict) -> nn.Module:
+    """``build()`` loaded with ``weights``, after a dry run on the meta device: stored settings that disagree
+    with the stored weights, or ask for absurd sizes, fail there before any memory is allocated for them."""
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} stores an invalid {what}: {err}") from None
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) if isinstance(v, Tensor) else None for k, v in weights.items()}
+    if want != have:
+        key = next(k for k in sorted(want.keys() | have.keys()) if want.get(k) != have.get(k))
+        raise CheckpointError(f"checkpoint {path}: its {what} settings disagree with its weights: {key!r} is "
+                              f"{_shape(have.get(key))} in the file, {_shape(want.get(key))} for the settings")
+    module = build()
+    module.load_state_dict(weights)
+    return module
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict]:
-    """(model, loss, meta) rebuilt from a checkpoint; ``meta`` also carries "epoch" and "history"."""
+    """(model, loss, meta) rebuilt from a checkpoint; ``meta`` also carries "epoch", "history" and "settings"
+    (empty for format 1). Every problem with the file is a CheckpointError naming it (see ``read_checkpoint``)."""
     state = read_checkpoint(path, map_location)
-    model = _models.build(state["model"]["class"], **state["model"]["config"])
-    model.load_state_dict(state["model"]["state"])
-    loss = _losses.make(state["loss"]["name"], **state["loss"]["hparams"])
-    loss.load_state_dict(state["loss"]["state"])
-    meta = dict(state["meta"], epoch=state["epoch"], history=state["history"])
+    m, lo = state["model"], state["loss"]
+    model = _rebuild(path, "model", lambda: _models.build(m["class"], **m["config"]), m["state"])
+    loss = _rebuild(path, "loss", lambda: _losses.make(lo["name"], **lo["hparams"]), lo["state"])
+    meta = dict(state["meta"], epoch=state["epoch"], history=state["history"], settings=state.get("settings", {}))
     return model, loss, meta
 
 
@@ -240,25 +438,116 @@ def _margin_warmup(loss: nn.Module, step: int, warmup_steps: float):
 
 # ---- the loop ---------------------------------------------------------------------------------------------
 
+def _hparams(loss: nn.Module) -> dict:
+    return loss.hparams() if hasattr(loss, "hparams") else {}
+
+
+def _examples(loader) -> int | None:
+    dataset = getattr(loader, "dataset", None)
+    return len(dataset) if hasattr(dataset, "__len__") else None
+
+
+def run_settings(model: nn.Module, loss: nn.Module, train_loader, test_loader=None, extra: dict | None = None,
+                 **fit_args) -> dict:
+    """What ``fit`` stores as a run's settings and a resume must match, as one flat dict of plain values.
+
+    ``extra`` (the CLI's dataset, classes, augmentation, limits), the loss's name (``"loss"``) and ``hparams()``,
+    the model's class (``"model"``) and ``config()``, ``fit_args`` (fit's own: epochs, lr, optimizer, …), and the
+    loaders' batch size and numbers of images. The model's entries win a clash with the loss's (embedding_dim).
+    """
+    out = dict(extra or {})
+    out.update(loss=getattr(loss, "name", type(loss).__name__), **_hparams(loss))
+    out.update(model=type(model).__name__, **(model.config() if hasattr(model, "config") else {}))
+    out.update(fit_args)
+    out.update(batch_size=getattr(train_loader, "batch_size", None), train_images=_examples(train_loader),
+               test_images=None if test_loader is None else _examples(test_loader))
+    return out
+
+
+def _check_resume(path, state: dict, now: dict) -> None:
+    """Refuse to continue the run of ``state`` under settings ``now`` that differ from its own (fit's docstring)."""
+    then = state.get("settings")
+    if not then:
+        raise CheckpointError(f"cannot resume from {path}: it stores no run settings to check this run against "
+                              f"(format {state['format']}, or not written by fit); start a new run in another folder")
+    done = int(state["epoch"])
+    extendable = then.get("schedule") == now.get("schedule") == "none"
+    diffs = [(k, then.get(k), now.get(k)) for k in dict.fromkeys([*then, *now])
+             if then.get(k) != now.get(k) and not (k == "epochs" and extendable)]
+    if any(k == "epochs" for k, *_ in diffs):
+        finished = "the run finished all its epochs, and " if done >= then.get("epochs", 0) else ""
+        hint = (f"{finished}epochs can change only with schedule 'none' (the others span exactly the epochs a run "
+                f"started with): start a new run in another folder")
+    else:
+        hint = "resume with the same settings, or start a new run in another folder"
+    if diffs:
+        raise ResumeMismatch(path, diffs, hint)
+    if now["epochs"] < done:
+        raise ResumeMismatch(path, [("epochs", then["epochs"], now["epochs"])],
+                             f"the checkpoint has trained {done} epochs already; ask for at least that many")
+
+
+def _same_file(a, b) -> bool:
+    return b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _non_finite(tensors) -> bool:
+    return any(not torch.isfinite(t).all() for t in tensors)
+
+
+def _diverged(model: nn.Module, loss: nn.Module, emb: Tensor, epoch: int, step: int, lr: float) -> TrainingDiverged:
+    """The error for a non-finite loss, naming the first input that went non-finite, upstream first."""
+    if _non_finite(model.parameters()):
+        what = "the model's weights"
+    elif _non_finite([emb]):
+        what = "the embeddings (the model's output)"
+    elif _non_finite(loss.parameters()):
+        what = "the class centres (the loss's weights)"
+    else:
+        what = "the loss value"
+    remedies = [f"a lower lr (now {lr:g})"]
+    if "s" in _hparams(loss):
+        remedies.append(f"a smaller s (now {loss.s:g})")
+    if getattr(loss, "neutral_margins", None):
+        remedies.append("a margin warm-up (margin_warmup, --margin-warmup)")
+    return TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step + 1}: {what} became non-finite "
+                            f"(NaN or inf); what usually helps: {', '.join(remedies)}")
+
+
 def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader: DataLoader | None = None,
         epochs: int = 5, lr: float | None = None, optimizer: str = "sgd", weight_decay: float = 5e-4,
         schedule: str = "onecycle", device: torch.device | str | None = None, amp: bool | None = None,
         seed: int = 0, checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
         max_steps: int | None = None, progress: bool = True, meta: dict | None = None,
         on_step: Callable[[int, nn.Module, Tensor, Tensor], None] | None = None,
-        margin_warmup: float = 0.0) -> History:
+        margin_warmup: float = 0.0, settings: dict | None = None) -> History:
     """Train ``model`` (features) and ``loss`` (class centres) together; return the per-epoch ``History``.
 
     ``lr`` is the peak learning rate (default 0.1 for SGD, 3e-3 for Adam). ``max_steps`` caps the batches per
     epoch (quick mode). ``checkpoint``: a path written after every epoch. ``resume``: a checkpoint of this same
     run to continue from (its model, loss, optimizer and scheduler states and history are restored and the
     remaining epochs of ``epochs`` are run). ``amp``: None means on for CUDA, off elsewhere. ``meta`` is stored
-    in the checkpoint as is (plain types only). ``on_step(step, loss, embeddings, labels)`` is called after
-    every optimizer step, without gradients, with the global step (0, 1, …), the loss module and the batch just
-    trained on: a way to watch something during training (chapter 07 counts the classes sparsemax keeps).
+    in the checkpoint as is (plain types only). ``settings``: what else defines the run, beyond fit's own
+    arguments, the model, the loss and the loaders' sizes (the CLI passes the dataset, classes, augmentation
+    and limits); plain types only.
+
+    The checkpoint stores the run's settings (``run_settings``) and ``resume`` refuses, with a ResumeMismatch
+    naming each setting and both values, a checkpoint whose settings differ from this call's: another loss,
+    s, m, lr, seed, schedule, batch size, training set, … would silently mix two runs. ``epochs`` may differ only
+    under ``schedule="none"`` (and not below the epochs already trained): there the learning rate does not depend
+    on it, so a finished run extended to more epochs is exactly the run that asked for them from the start. The
+    other schedules span exactly the epochs a run started with, so a finished one-cycle run cannot be extended;
+    train a new one. Device and ``amp`` may change (resuming a GPU run on a CPU is allowed).
+
+    ``on_step(step, loss, embeddings, labels)`` is called after every optimizer step, without gradients, with the
+    global step (0, 1, …), the loss module and the batch just trained on: a way to watch something during
+    training (chapter 07 counts the classes sparsemax keeps).
     ``margin_warmup``: epochs (a float) over which every margin of the loss grows linearly, step by step, from
     none to its value (``MarginLoss.margin_fraction``); 0 trains with the full margin from the first step. Losses
     without a margin ignore it, so one recipe serves a whole comparison.
+
+    A loss that becomes NaN or infinite stops the run with a TrainingDiverged error that says what went
+    non-finite first and what usually helps.
     """
     epochs = check_int("epochs", epochs, 1, 1 << 20)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -269,8 +558,15 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
     steps = len(train_loader) if max_steps is None else min(len(train_loader), check_int("max_steps", max_steps, 1, 1 << 40))
     if steps == 0:
         raise ValueError("train_loader must yield at least one batch")
-    device = default_device() if device is None else torch.device(device)
+    device = resolve_device(device)
     amp = device.type == "cuda" if amp is None else bool(amp)
+    run = run_settings(model, loss, train_loader, test_loader, settings, epochs=epochs, lr=lr, optimizer=optimizer,
+                       weight_decay=weight_decay, schedule=schedule, seed=seed, max_steps=max_steps,
+                       steps_per_epoch=steps, margin_warmup=margin_warmup)
+    state = None
+    if resume is not None:  # checked before anything is built or moved: a refused resume changes nothing
+        state = read_checkpoint(resume)
+        _check_resume(resume, state, run)
 
     seed_everything(seed)
     model.to(device)
@@ -280,8 +576,7 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda"
                                   and not torch.cuda.is_bf16_supported())
     history, start = History(), 0
-    if resume is not None:
-        state = read_checkpoint(resume, map_location=device)
+    if state is not None:
         model.load_state_dict(state["model"]["state"])
         loss.load_state_dict(state["loss"]["state"])
         if state["optimizer"] is not None:
@@ -309,7 +604,15 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
                 emb = model(x)
             emb = emb.float()
             with _margin_warmup(loss, epoch * steps + step, margin_warmup * steps):
-                value = loss(emb, y)
+                try:
+                    value = loss(emb, y)
+                except ValueError:  # the loss refuses non-finite features: that is divergence, unless they are fine
+                    if torch.isfinite(emb).all():
+                        raise
+                    raise _diverged(model, loss, emb, epoch, step, lr) from None
+            value_now = value.item()  # the one sync per step the running mean needs anyway
+            if not math.isfinite(value_now):
+                raise _diverged(model, loss, emb, epoch, step, lr)
             opt.zero_grad(set_to_none=True)
             scaler.scale(value).backward()
             scaler.step(opt)
@@ -317,7 +620,7 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
             sched.step()
             with torch.no_grad():
                 n = y.shape[0]
-                total += value.item() * n
+                total += value_now * n
                 correct += int((loss.predict(emb.detach()) == y).sum())
                 seen += n
                 if on_step is not None:
@@ -337,7 +640,10 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
             tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {total / seen:.4f} train_acc {correct / seen:.4f}{shown} "
                        f"({history.seconds[-1]:.1f} s)")
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, loss, opt, sched, epoch + 1, history, meta)
+            save_checkpoint(checkpoint, model, loss, opt, sched, epoch + 1, history, meta, run)
+    if start >= epochs and checkpoint is not None and not _same_file(checkpoint, resume):
+        # a finished run resumed into another folder: that folder still gets its checkpoint
+        save_checkpoint(checkpoint, model, loss, opt, sched, start, history, meta, run)
     return history
 
 

@@ -39,6 +39,7 @@ class CrashingLoader:
 
     def __init__(self, loader: DataLoader, after: int) -> None:
         self.loader, self.after, self.generator, self.seen = loader, after, loader.generator, 0
+        self.dataset, self.batch_size = loader.dataset, loader.batch_size  # part of the run's settings
 
     def __len__(self) -> int:
         return len(self.loader)
