@@ -215,7 +215,7 @@ def test_leftovers_of_killed_saves_are_removed(tmp_path):
     path = tmp_path / "checkpoint.pt"
     names = {
         "dead": ".checkpoint.pt.pid999999999.k3j4.tmp",  # beyond any pid_max: its writer is gone
-        "alive": f".checkpoint.pt.pid{os.getppid()}.h5g6.tmp",  # a live process may still be writing it
+        "alive": f".checkpoint.pt.pid{os.getpid()}.h5g6.tmp",  # a live process (this one) may still be writing it
         "old, no pid": ".checkpoint.pt.x7c8v9b0.tmp",  # arclib before format 2, two hours old
         "new, no pid": ".checkpoint.pt.q1w2e3r4.tmp",  # could be a save in progress
         "other file": ".other.pt.pid999999999.z9x8.tmp",  # not this checkpoint's
