@@ -301,6 +301,18 @@ def loaders(name: str, batch_size: int = 128, root: str | os.PathLike | None = N
     return train_loader, test_loader
 
 
+def test_loader(name: str, batch_size: int = 512, root: str | os.PathLike | None = None,
+                classes: Sequence[int] | None = None, quick: bool | None = None, limit: int | None = None,
+                download: bool | None = None, cifar10_checksums: str | None = None) -> DataLoader:
+    """The test split alone, as ``loaders`` would return it (same class filter, quick size and limit), for
+    evaluating a trained or shipped model without decoding the training split."""
+    check_int("batch_size", batch_size, 1, 1 << 20)
+    quick = quick_mode() if quick is None else quick
+    test = select(load(name, False, root=root, download=download, cifar10_checksums=cifar10_checksums), classes,
+                  _limit(QUICK_TEST if quick else None, limit, "limit"))
+    return DataLoader(test, batch_size=batch_size, shuffle=False)
+
+
 def parse_classes(spec: str | Sequence[int] | None) -> list[int] | None:
     """"0-6" → [0, …, 6]; "1,3,5" → [1, 3, 5]; "0-2,7" → [0, 1, 2, 7]; None → None."""
     if spec is None or not isinstance(spec, str):

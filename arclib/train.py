@@ -74,13 +74,20 @@ class TrainingDiverged(ValueError):
 @dataclass
 class History:
     """Per-epoch curves of a run: mean training loss and accuracy (on the batches as trained, dropout on),
-    test accuracy (None without a test loader), the learning rate at the epoch's first step, and seconds."""
+    test accuracy (None without a test loader), the learning rate at the epoch's first step, and seconds.
+
+    Two angles watch the geometry (both in degrees): ``own_angle``, the mean angle of the epoch's training
+    embeddings to their own class centre, and ``centre_angle_min``, the smallest angle between two centres at
+    the epoch's end. A collapse shows in them first: centres closing in on each other, embeddings drifting away.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float | None] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    own_angle: list[float] = field(default_factory=list)
+    centre_angle_min: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -429,6 +436,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return model, loss, meta
 
 
+def _own_angles(loss: nn.Module, emb: Tensor, labels: Tensor) -> Tensor:
+    """Angle in degrees between each embedding and its own class centre (a row of the head's weight)."""
+    if getattr(loss, "head", None) is None:
+        return torch.full(labels.shape, math.nan)
+    centres = torch.nn.functional.normalize(loss.head.weight.detach().float(), dim=1)
+    cos = (torch.nn.functional.normalize(emb.float(), dim=1) * centres[labels]).sum(1)
+    return torch.rad2deg(torch.acos(cos.clamp(-1, 1)))
+
+
+def _centre_angle_min(loss: nn.Module) -> float:
+    """The smallest angle in degrees between two class centres."""
+    if getattr(loss, "head", None) is None:
+        return math.nan
+    w = torch.nn.functional.normalize(loss.head.weight.detach().float(), dim=1)
+    cos = (w @ w.T).fill_diagonal_(-1).max()
+    return math.degrees(math.acos(float(cos.clamp(-1, 1))))
+
+
 def _margin_warmup(loss: nn.Module, step: int, warmup_steps: float):
     """The margin fraction of global step ``step`` (0, 1, …): (step + 1) / warmup_steps, capped at 1."""
     if warmup_steps <= 0 or step + 1 >= warmup_steps or not hasattr(loss, "margin_fraction"):
@@ -593,7 +618,7 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
             generator.manual_seed(epoch_seed(seed, epoch))
         model.train()
         loss.train()
-        t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
+        t0, total, correct, seen, own_degrees = time.perf_counter(), 0.0, 0, 0, 0.0
         lr_now = opt.param_groups[0]["lr"]
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for step, (x, y) in enumerate(train_loader):
@@ -622,6 +647,7 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
                 n = y.shape[0]
                 total += value_now * n
                 correct += int((loss.predict(emb.detach()) == y).sum())
+                own_degrees += float(_own_angles(loss, emb.detach(), y).sum())
                 seen += n
                 if on_step is not None:
                     on_step(epoch * steps + step, loss, emb.detach(), y)
@@ -635,6 +661,8 @@ def fit(model: nn.Module, loss: nn.Module, train_loader: DataLoader, test_loader
         history.test_acc.append(test_acc)
         history.lr.append(lr_now)
         history.seconds.append(time.perf_counter() - t0)
+        history.own_angle.append(own_degrees / seen)
+        history.centre_angle_min.append(_centre_angle_min(loss))
         if progress:
             shown = "" if test_acc is None else f" test_acc {test_acc:.4f}"
             tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {total / seen:.4f} train_acc {correct / seen:.4f}{shown} "
@@ -688,4 +716,24 @@ def sweep(dataset: str, loss_name: str, embedding_dim: int, train_loader: DataLo
         out[value] = [train_fresh(dataset, loss_name, embedding_dim, train_loader, test_loader, seed=seed,
                                   loss_kw={**(loss_kw or {}), param: value}, **train_kw)["history"].test_acc[-1]
                       for seed in seeds]
+    return out
+
+
+def sweep_s_then_m(dataset: str, losses: dict[str, tuple[str, float]], embedding_dim: int, train_loader: DataLoader,
+                   test_loader: DataLoader, s_values: Sequence[float], m_values: Sequence[float], *,
+                   seeds: Sequence[int] = (0,), **train_kw) -> dict:
+    """The two sweeps of the Angular SparseMax paper (seed 002, Fig. 3 then Fig. 4), for several losses.
+
+    ``losses`` maps a label to ``(loss name, m)``. For each: test accuracy against s at that m, then against m at
+    the best s found (the mean over ``seeds``). Returns ``{"s": {label: {s: [acc per seed]}}, "best_s": {label:
+    s}, "m": {label: {m: [acc per seed]}}}``; everything else as in ``sweep``.
+    """
+    out: dict = {"s": {}, "best_s": {}, "m": {}}
+    for label, (name, m) in losses.items():
+        by_s = sweep(dataset, name, embedding_dim, train_loader, test_loader, "s", s_values, seeds=seeds,
+                     loss_kw={"m": m}, **train_kw)
+        best = max(by_s, key=lambda s: float(np.mean(by_s[s])))
+        out["s"][label], out["best_s"][label] = by_s, best
+        out["m"][label] = sweep(dataset, name, embedding_dim, train_loader, test_loader, "m", m_values, seeds=seeds,
+                                loss_kw={"s": best}, **train_kw)
     return out

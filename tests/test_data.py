@@ -182,3 +182,15 @@ def test_loaders_train_and_test_limits(mnist_root):
     assert len(small.dataset) == data.QUICK_TRAIN and len(small_test.dataset) == 50
     with pytest.raises(ValueError, match="train_limit"):
         data.loaders("mnist", root=mnist_root, train_limit=0)
+
+
+def test_test_loader_is_the_test_half_of_loaders(mnist_root):
+    _, from_loaders = data.loaders("mnist", root=mnist_root, classes=[7, 8, 9], quick=True)
+    alone = data.test_loader("mnist", root=mnist_root, classes=[7, 8, 9], quick=True)
+    a, b = next(iter(from_loaders)), next(iter(alone))
+    assert len(alone.dataset) == len(from_loaders.dataset) == data.QUICK_TEST
+    assert torch.equal(a[0][:8], b[0][:8]) and torch.equal(a[1][:8], b[1][:8])
+    assert set(torch.cat([y for _, y in alone]).tolist()) == {0, 1, 2}
+    assert len(data.test_loader("mnist", root=mnist_root, quick=False, limit=300).dataset) == 300
+    with pytest.raises(ValueError, match="batch_size"):
+        data.test_loader("mnist", root=mnist_root, batch_size=0)

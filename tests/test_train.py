@@ -248,3 +248,28 @@ def test_margin_warmup_is_a_noop_without_margin_and_checked():
     model, loss, loader = make_run()
     with pytest.raises(ValueError, match="margin_warmup"):
         train.fit(model, loss, loader, epochs=2, device="cpu", progress=False, margin_warmup=3)
+
+
+def test_history_watches_own_angle_and_centre_spread():
+    model, loss, loader = make_run()
+    h = train.fit(model, loss, loader, epochs=2, lr=0.05, device="cpu", progress=False)
+    assert len(h.own_angle) == len(h.centre_angle_min) == 2
+    assert all(0 <= a <= 180 for a in h.own_angle + h.centre_angle_min)
+    w = torch.nn.functional.normalize(loss.head.weight.detach(), dim=1)
+    cos = (w @ w.T).fill_diagonal_(-1)
+    assert h.centre_angle_min[-1] == pytest.approx(math.degrees(math.acos(cos.max().item())), abs=1e-3)
+    assert h.own_angle[0] > h.own_angle[-1]  # the embeddings move towards their centres
+
+
+def test_sweep_s_then_m_sweeps_m_at_the_best_s(monkeypatch):
+    calls = []
+
+    def fake_sweep(dataset, name, dim, tr, te, param, values, *, seeds, loss_kw, **kw):
+        calls.append((name, param, tuple(values), dict(loss_kw)))
+        return {v: [0.5 + (0.1 if param == "s" and v == 8 else 0.0) + 0.01 * v] for v in values}
+
+    monkeypatch.setattr(train, "sweep", fake_sweep)
+    out = train.sweep_s_then_m("mnist", {"A": ("arcface", 0.5)}, 8, None, None, (4, 8, 16), (0.1, 0.3))
+    assert out["best_s"] == {"A": 8}
+    assert calls == [("arcface", "s", (4, 8, 16), {"m": 0.5}), ("arcface", "m", (0.1, 0.3), {"s": 8})]
+    assert set(out["m"]["A"]) == {0.1, 0.3}
