@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, default=None,
                    help="base channels of the network (default: 32 for MnistNet, 64 for CifarResNet)")
     t.add_argument("--dropout", type=float, default=None, help="dropout in the BN-Dropout-FC-BN neck (model default)")
+    t.add_argument("--centred-embedding", action="store_true",
+                   help="the neck's last BN learns no shift or scale: every batch of embeddings is centred on the origin")
     t.add_argument("--epochs", type=int, default=5, help="training epochs")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 for sgd, 3e-3 for adam)")
     t.add_argument("--batch-size", type=int, default=128, help="training batch size")
@@ -166,6 +168,8 @@ def cmd_train(args) -> int:
     # model and loss first: a bad hyperparameter fails before any data is read
     n_classes = len(classes) if classes is not None else data.NUM_CLASSES[args.data]
     model_kw = {k: v for k, v in (("width", args.width), ("dropout", args.dropout)) if v is not None}
+    if args.centred_embedding:
+        model_kw["centred"] = True
     train.seed_everything(args.seed)  # the initial weights and class centres depend on --seed alone
     model = models.for_dataset(args.data, args.embedding_dim, **model_kw)
     loss = losses.make(args.loss, num_classes=n_classes, embedding_dim=args.embedding_dim, **_loss_hparams(args))

@@ -26,11 +26,16 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
 
 
 class Neck(nn.Sequential):
-    """BN-Dropout-FC-BN: feature map (N, C, H, W) → embedding (N, embedding_dim)."""
+    """BN-Dropout-FC-BN: feature map (N, C, H, W) → embedding (N, embedding_dim).
 
-    def __init__(self, channels: int, spatial: int, embedding_dim: int, dropout: float) -> None:
+    ``centred``: the last BN learns no shift (and no scale), so every batch of embeddings is centred on the origin.
+    With a learned shift the whole embedding can drift into one cone of the sphere, taking the class centres with it.
+    """
+
+    def __init__(self, channels: int, spatial: int, embedding_dim: int, dropout: float, centred: bool = False) -> None:
         super().__init__(nn.BatchNorm2d(channels), nn.Dropout(dropout), nn.Flatten(),
-                         nn.Linear(channels * spatial * spatial, embedding_dim), nn.BatchNorm1d(embedding_dim))
+                         nn.Linear(channels * spatial * spatial, embedding_dim),
+                         nn.BatchNorm1d(embedding_dim, affine=not centred))
 
 
 class EmbeddingNet(nn.Module):
@@ -39,8 +44,10 @@ class EmbeddingNet(nn.Module):
     A subclass builds ``self.features`` (image → feature map) and ``self.neck`` (feature map → embedding).
     """
 
-    def __init__(self, embedding_dim: int, width: int, dropout: float, in_channels: int) -> None:
+    def __init__(self, embedding_dim: int, width: int, dropout: float, in_channels: int,
+                 centred: bool = False) -> None:
         super().__init__()
+        self.centred = bool(centred)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1 << 16)
         self.width = check_int("width", width, 1, 1024)
         self.dropout = check_range("dropout", dropout, 0.0, 1.0, high_open=True)
@@ -52,21 +59,22 @@ class EmbeddingNet(nn.Module):
 
     def config(self) -> dict:
         return {"embedding_dim": self.embedding_dim, "width": self.width, "dropout": self.dropout,
-                "in_channels": self.in_channels}
+                "in_channels": self.in_channels, "centred": self.centred}
 
 
 class MnistNet(EmbeddingNet):
     """28×28 grey image → embedding. Width ``width`` (32) doubles per block: 32, 64, 128 channels."""
 
-    def __init__(self, embedding_dim: int = 128, width: int = 32, dropout: float = 0.1, in_channels: int = 1) -> None:
-        super().__init__(embedding_dim, width, dropout, in_channels)
+    def __init__(self, embedding_dim: int = 128, width: int = 32, dropout: float = 0.1, in_channels: int = 1,
+                 centred: bool = False) -> None:
+        super().__init__(embedding_dim, width, dropout, in_channels, centred)
         w = self.width
         self.features = nn.Sequential(
             *_conv_bn(in_channels, w), nn.MaxPool2d(2),  # 28 → 14
             *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # 14 → 7
             *_conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 7 → 3
         )
-        self.neck = Neck(4 * w, 3, embedding_dim, dropout)
+        self.neck = Neck(4 * w, 3, embedding_dim, dropout, self.centred)
         self.to(memory_format=torch.channels_last)  # the conv weights too, or oneDNN falls back to a slow path
 
 
@@ -87,8 +95,9 @@ class BasicBlock(nn.Module):
 class CifarResNet(EmbeddingNet):
     """ResNet-18 on 32×32 (3×3 stem, no max-pool; stages of width w, 2w, 4w, 8w at 32, 16, 8, 4 px) → embedding."""
 
-    def __init__(self, embedding_dim: int = 512, width: int = 64, dropout: float = 0.0, in_channels: int = 3) -> None:
-        super().__init__(embedding_dim, width, dropout, in_channels)
+    def __init__(self, embedding_dim: int = 512, width: int = 64, dropout: float = 0.0, in_channels: int = 3,
+                 centred: bool = False) -> None:
+        super().__init__(embedding_dim, width, dropout, in_channels, centred)
         w = self.width
         layers: list[nn.Module] = list(_conv_bn(in_channels, w))
         c = w
@@ -96,7 +105,7 @@ class CifarResNet(EmbeddingNet):
             layers += [BasicBlock(c, c_out, 1 if i == 0 else 2), BasicBlock(c_out, c_out, 1)]
             c = c_out
         self.features = nn.Sequential(*layers)
-        self.neck = Neck(8 * w, 4, embedding_dim, dropout)
+        self.neck = Neck(8 * w, 4, embedding_dim, dropout, self.centred)
         self.to(memory_format=torch.channels_last)
 
 

@@ -157,7 +157,8 @@ def get(name: str, retrain: bool = False, out: str | os.PathLike | None = None,
     """A training chapter's model: the shipped one, or (``retrain=True``) a fresh run of its recorded command.
 
     Returns ``{"model", "loss", "history", "seconds", "entry", "retrained"}``: the model in eval mode on ``device``
-    (default: cuda > mps > cpu), its loss with the class centres, the per-epoch ``History``, the training wall
+    (default: cuda > mps > cpu), its loss with the class centres on the CPU (where ``train.embed`` returns the
+    embeddings it is compared with), the per-epoch ``History``, the training wall
     time in seconds, and the manifest entry. ``out`` is where a retrained run writes its checkpoint (default: a
     new temporary folder). Quick mode (``ARCLIB_QUICK=1``) retrains on the tiny subsets, as every chapter's tests do.
     """
@@ -167,6 +168,7 @@ def get(name: str, retrain: bool = False, out: str | os.PathLike | None = None,
     device = train.default_device() if device is None else torch.device(device)
     if not retrain:
         model, loss, _ = load_file(DIR / entry["file"], entry["sha256"], device)
+        loss.cpu()
         history = train.History.from_dict(entry["history"])
         return {"model": model, "loss": loss, "history": history, "seconds": entry["train_time_s"],
                 "entry": entry, "retrained": False}
@@ -178,7 +180,7 @@ def get(name: str, retrain: bool = False, out: str | os.PathLike | None = None,
         raise RuntimeError(f"retraining {name} failed: python -m arclib {shlex.join(argv)}")
     model, loss, meta = train.load_checkpoint(out / "checkpoint.pt", map_location=device)
     history = train.History.from_dict(meta["history"])
-    return {"model": model.eval(), "loss": loss, "history": history, "seconds": sum(history.seconds),
+    return {"model": model.eval(), "loss": loss.cpu(), "history": history, "seconds": sum(history.seconds),
             "entry": entry, "retrained": True}
 
 

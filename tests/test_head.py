@@ -102,3 +102,21 @@ def test_bad_sizes_name_the_argument(cls, kw, match):
 
 def test_repr():
     assert "embedding_dim=3, num_classes=5" in repr(CosineHead(3, 5))
+
+
+@pytest.mark.parametrize("dim, at_least", [(2, 35.0), (3, 60.0)])
+def test_centres_start_spread_on_a_circle_or_sphere(dim, at_least):
+    torch.manual_seed(0)
+    random = torch.nn.functional.normalize(torch.randn(10, dim), dim=1)
+    torch.manual_seed(0)
+    head = CosineHead(dim, 10)
+    w = torch.nn.functional.normalize(head.weight.detach(), dim=1)
+    closest = lambda v: math.degrees(math.acos(float((v @ v.T).fill_diagonal_(-1).max())))  # noqa: E731
+    assert closest(random) < 10 < at_least <= closest(w)  # seed 0 starts two centres within a few degrees
+
+
+def test_centres_stay_random_in_high_dimensions():
+    torch.manual_seed(0)
+    expected = torch.randn(10, 128)
+    torch.manual_seed(0)
+    assert torch.equal(CosineHead(128, 10).weight.detach(), expected)

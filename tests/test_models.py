@@ -59,3 +59,14 @@ def test_eval_mode_is_deterministic():
     net = models.MnistNet(8).eval()
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(net(x), net(x))
+
+
+def test_centred_embedding_has_zero_batch_mean_and_round_trips():
+    torch.manual_seed(0)
+    model = models.CifarResNet(16, width=4, centred=True).train()
+    emb = model(torch.randn(32, 3, 32, 32))
+    assert emb.mean(0).abs().max() < 1e-5  # the last BN may not shift the batch away from the origin
+    assert not any("neck.4" in name for name, _ in model.named_parameters())
+    rebuilt = models.build("CifarResNet", **model.config())
+    assert rebuilt.config()["centred"] is True
+    assert models.MnistNet(8).config()["centred"] is False

@@ -131,3 +131,9 @@ def test_get_loads_the_shipped_model_or_retrains_its_recipe(tmp_path, mnist_root
     assert fresh["loss"].hparams() == shipped["loss"].hparams()
     assert fresh["model"].config() == shipped["model"].config()
     assert 1 <= fresh["history"].epochs <= 2
+
+
+def test_results_tables_are_generated_from_the_manifest():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--check"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
