@@ -247,6 +247,42 @@ def plot_embedding_2d(ax, emb, labels, centres, normalise: bool = False, max_poi
     return x
 
 
+def plot_embedding_sphere(ax, emb, labels, centres, max_points: int = 2000, seed: int = 0,
+                          title: str | None = None, s: float = 3.0, view: tuple[float, float] = (20.0, 35.0)):
+    """The static picture of a 3-D embedding on a matplotlib 3-D axis (``projection="3d"``): every feature
+    normalised onto the unit sphere, coloured by class, the unit class centres as numbered spokes, seen from
+    ``view`` = (elevation, azimuth) in degrees. What GitHub and print show where ``sphere.embedding_figure`` (plotly)
+    needs JavaScript. At most ``max_points`` points (a fixed random subset). Returns the points drawn, shape (n, 3).
+    """
+    x, y, w = _numpy(emb), _numpy(labels).astype(int), _numpy(centres)
+    if x.ndim != 2 or x.shape[1] != 3 or w.ndim != 2 or w.shape[1] != 3:
+        raise ValueError(f"plot_embedding_sphere draws 3-D embeddings: got emb {x.shape}, centres {w.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"emb and labels differ in length: {len(x)} and {len(y)}")
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y = x[keep], y[keep]
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    directions = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    cmap = _cmap("tab10")
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 37), np.linspace(0, np.pi, 19))
+    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
+    ax.scatter(x[:, 0], x[:, 1], x[:, 2], c=[cmap(k % 10) for k in y], s=s, alpha=0.7, depthshade=False)
+    for k, d in enumerate(directions):
+        ax.plot([0, d[0]], [0, d[1]], [0, d[2]], color=cmap(k % 10), lw=2)
+        ax.text(*(d * 1.18), str(k), ha="center", va="center", fontsize=9, fontweight="bold", color=cmap(k % 10))
+    ax.view_init(*view)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.set_zlabel("x₃")
+    for axis in (ax.set_xticks, ax.set_yticks, ax.set_zticks):
+        axis([-1, 0, 1])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return x
+
+
 def _cmap(name: str):
     """A matplotlib colour map by name (works across matplotlib versions)."""
     import matplotlib

@@ -193,3 +193,21 @@ def test_pair_angle_histogram_and_roc(ax):
     assert ax2.get_xscale() == "log" and len(ax2.get_legend().texts) == 2
     assert "AUC" in ax2.get_legend().texts[0].get_text()
     plt.close(fig)
+
+
+def test_plot_embedding_sphere_puts_points_on_the_unit_sphere():
+    import numpy as np
+    import torch
+
+    fig = plt.figure()
+    ax3 = fig.add_subplot(projection="3d")
+    emb = torch.randn(50, 3) * 4
+    drawn = plots.plot_embedding_sphere(ax3, emb, torch.arange(50) % 10, torch.randn(10, 3), max_points=20,
+                                        title="t")
+    assert drawn.shape == (20, 3)
+    assert np.allclose(np.linalg.norm(drawn, axis=1), 1.0)
+    assert ax3.get_title() == "t" and ax3.get_zlabel() == "x₃"
+    assert len(ax3.texts) == 10  # one numbered spoke per class centre
+    with pytest.raises(ValueError, match="3-D embeddings"):
+        plots.plot_embedding_sphere(ax3, torch.randn(5, 2), torch.arange(5), torch.randn(10, 2))
+    plt.close(fig)
