@@ -129,17 +129,17 @@ def retrain_args(command: str, quick: bool, out: str | os.PathLike) -> list[str]
     argv = shlex.split(command)
     if argv[:4] != ["python", "-m", "arclib", "train"]:
         raise ValueError(f"command must be a recorded 'python -m arclib train ...' command; got {command!r}")
-    args = _drop(argv[4:], ("--out", "--threads", "--device"))
+    args = drop_options(argv[4:], ("--out", "--threads", "--device"))
     if quick:
         values = dict(zip(args, args[1:]))
         epochs = min(2, int(values.get("--epochs", 5)))
         warmup = min(float(values.get("--margin-warmup", 0)), epochs / 2)
-        args = _drop(args, ("--epochs", "--margin-warmup", "--train-limit", "--test-limit"))
+        args = drop_options(args, ("--epochs", "--margin-warmup", "--train-limit", "--test-limit"))
         args += ["--epochs", str(epochs), "--margin-warmup", str(warmup), "--quick"]
     return args + ["--out", str(out), "--no-progress"]
 
 
-def _drop(args: list[str], options: tuple[str, ...]) -> list[str]:
+def drop_options(args: list[str], options: tuple[str, ...]) -> list[str]:
     """``args`` without the given options and their values (``--opt value`` or ``--opt=value``)."""
     kept, skip = [], False
     for word in args:

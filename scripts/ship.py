@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"ship.py: {a.run} is a quick-mode run; ship only full runs")
     model, loss, meta = train.load_checkpoint(a.run / "checkpoint.pt")
     argv = shlex.split(run_metrics["command"])
-    command = shlex.join(argv[:4] + pretrained._drop(argv[4:], ("--out",)) + ["--out", f"runs/{a.name}"])
+    command = shlex.join(argv[:4] + pretrained.drop_options(argv[4:], ("--out",)) + ["--out", f"runs/{a.name}"])
     path = pretrained.export(model, loss, pretrained.DIR / f"{a.name}.pt",
                              meta={"name": a.name, "dataset": meta["dataset"], "classes": meta.get("classes"),
                                    "command": command})
