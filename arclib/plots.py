@@ -247,6 +247,20 @@ def plot_embedding_2d(ax, emb, labels, centres, normalise: bool = False, max_poi
     return x
 
 
+def embedding_sample(emb, labels, centres, dim: int, max_points: int, seed: int, what: str):
+    """(points, labels, centres) as numpy arrays, checked to be ``dim``-D and of one length, and at most
+    ``max_points`` points (a fixed random subset in their original order): what every embedding picture draws."""
+    x, y, w = _numpy(emb), _numpy(labels).astype(int), _numpy(centres)
+    if x.ndim != 2 or x.shape[1] != dim or w.ndim != 2 or w.shape[1] != dim:
+        raise ValueError(f"{what} draws {dim}-D embeddings: got emb {x.shape}, centres {w.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"emb and labels differ in length: {len(x)} and {len(y)}")
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y = x[keep], y[keep]
+    return x, y, w
+
+
 def plot_embedding_sphere(ax, emb, labels, centres, max_points: int = 2000, seed: int = 0,
                           title: str | None = None, s: float = 3.0, view: tuple[float, float] = (20.0, 35.0)):
     """The static picture of a 3-D embedding on a matplotlib 3-D axis (``projection="3d"``): every feature
@@ -254,14 +268,7 @@ def plot_embedding_sphere(ax, emb, labels, centres, max_points: int = 2000, seed
     ``view`` = (elevation, azimuth) in degrees. What GitHub and print show where ``sphere.embedding_figure`` (plotly)
     needs JavaScript. At most ``max_points`` points (a fixed random subset). Returns the points drawn, shape (n, 3).
     """
-    x, y, w = _numpy(emb), _numpy(labels).astype(int), _numpy(centres)
-    if x.ndim != 2 or x.shape[1] != 3 or w.ndim != 2 or w.shape[1] != 3:
-        raise ValueError(f"plot_embedding_sphere draws 3-D embeddings: got emb {x.shape}, centres {w.shape}")
-    if len(x) != len(y):
-        raise ValueError(f"emb and labels differ in length: {len(x)} and {len(y)}")
-    if len(x) > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-        x, y = x[keep], y[keep]
+    x, y, w = embedding_sample(emb, labels, centres, 3, max_points, seed, "plot_embedding_sphere")
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     directions = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     cmap = _cmap("tab10")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from arclib.losses import MarginLoss, angle, make
+from arclib.plots import embedding_sample
 from arclib.widgets import ScaleMarginExplorer, in_colab, time_slider_updates
 
 __all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "regions", "probabilities",
@@ -367,16 +368,7 @@ def embedding_figure(emb, labels, centres, max_points: int = 2000, seed: int = 0
     """
     import plotly.graph_objects as go
 
-    x = np.asarray(emb.detach().float().cpu() if isinstance(emb, torch.Tensor) else emb, dtype=float)
-    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(int)
-    w = np.asarray(centres.detach().float().cpu() if isinstance(centres, torch.Tensor) else centres, dtype=float)
-    if x.ndim != 2 or x.shape[1] != 3 or w.ndim != 2 or w.shape[1] != 3:
-        raise ValueError(f"embedding_figure draws 3-D embeddings: got emb {x.shape}, centres {w.shape}")
-    if len(x) != len(y):
-        raise ValueError(f"emb and labels differ in length: {len(x)} and {len(y)}")
-    if len(x) > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-        x, y = x[keep], y[keep]
+    x, y, w = embedding_sample(emb, labels, centres, 3, max_points, seed, "embedding_figure")
     x, w = _unit(x), _unit(w)
     names = list(class_names) if class_names is not None else [str(c) for c in range(len(w))]
     mesh = sphere_mesh(48, 24)
