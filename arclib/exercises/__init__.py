@@ -1,0 +1,229 @@
+"""Exercises that check themselves.
+
+Each chapter ends with exercises; the reader writes an answer and calls ``check``::
+
+    from arclib.exercises import check
+    answer = ...            # the reader's number, tensor, function or nn.Module
+    check("02.3", answer)   # ✅ correct, ❌ what is wrong and a hint (never the answer), or ⏳ not answered yet
+
+An answer left as ``...`` or ``None`` is *not answered yet*: a chapter run top to bottom with every exercise empty
+does not fail. The checkers live one module per chapter (``ch01.py`` … ``ch09.py``); each registers its exercises
+with ``@exercise("CC.N", "title")``. A checker takes the answer and returns a short note on success, or raises
+``Wrong(what, hint)``. The helpers below catch the typical mistakes (a sign, degrees for radians) so that the hint
+can name them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Feedback", "Wrong", "Exercise", "check", "exercise", "exercises", "expect_number", "expect_tensor",
+           "expect_same_function"]
+
+
+class Wrong(Exception):
+    """Raised by a checker: ``what`` is wrong with the answer, ``hint`` points the way without giving the answer."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(what)
+        self.what = what
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer: ``passed`` is True, False, or None (not answered yet)."""
+
+    exercise: str
+    passed: bool | None
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        mark = {True: "✅", False: "❌", None: "⏳"}[self.passed]
+        verdict = {True: "correct", False: "not yet", None: "not answered yet"}[self.passed]
+        text = f"{mark} {self.exercise} {verdict}: {self.message}"
+        return f"{text}\n   hint: {self.hint}" if self.hint else text
+
+    __repr__ = __str__
+
+    def _repr_markdown_(self) -> str:
+        lines = str(self).splitlines()
+        return "  \n".join(lines)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    checker: Callable[[Any], str]
+
+    @property
+    def chapter(self) -> str:
+        return self.id.split(".")[0]
+
+
+_REGISTRY: dict[str, Exercise] = {}
+_loaded = False
+
+
+def exercise(exercise_id: str, title: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+    """Register ``checker`` as exercise ``exercise_id`` ("CC.N": chapter, number)."""
+    chapter, _, number = exercise_id.partition(".")
+    if not (len(chapter) == 2 and chapter.isdigit() and number.isdigit()):
+        raise ValueError(f"exercise id must look like '02.3' (chapter.number), got {exercise_id!r}")
+
+    def register(checker: Callable[[Any], str]) -> Callable[[Any], str]:
+        if exercise_id in _REGISTRY and _REGISTRY[exercise_id].checker is not checker:
+            raise ValueError(f"exercise {exercise_id} is registered twice")
+        _REGISTRY[exercise_id] = Exercise(exercise_id, title, checker)
+        return checker
+
+    return register
+
+
+def _load_chapters() -> None:
+    global _loaded
+    if not _loaded:
+        for module in pkgutil.iter_modules(__path__):
+            if module.name.startswith("ch"):
+                importlib.import_module(f"{__name__}.{module.name}")
+        _loaded = True
+
+
+def exercises(chapter: str | int | None = None) -> list[Exercise]:
+    """Every registered exercise, in order; only chapter ``chapter`` ("02" or 2) when given."""
+    _load_chapters()
+    wanted = None if chapter is None else f"{int(chapter):02d}"
+    key = lambda e: tuple(int(p) for p in e.id.split("."))  # noqa: E731 — sort 02.10 after 02.9
+    return sorted((e for e in _REGISTRY.values() if wanted in (None, e.chapter)), key=key)
+
+
+def check(exercise_id: str, answer: Any) -> Feedback:
+    """Check ``answer`` to exercise ``exercise_id``. Never raises for a wrong answer: the verdict is the return value."""
+    _load_chapters()
+    if exercise_id not in _REGISTRY:
+        known = ", ".join(e.id for e in exercises()) or "none"
+        raise ValueError(f"exercise_id must be one of {known}; got {exercise_id!r}")
+    if answer is None or answer is Ellipsis:
+        return Feedback(exercise_id, None, "replace the `...` with your answer and run the cell again")
+    try:
+        note = _REGISTRY[exercise_id].checker(answer)
+    except Wrong as wrong:
+        return Feedback(exercise_id, False, wrong.what, wrong.hint)
+    except Exception as error:  # the reader's own code raised: say so in one line, not a traceback
+        first = str(error).splitlines()[0] if str(error) else ""
+        return Feedback(exercise_id, False, f"your answer raised {type(error).__name__}: {first}".rstrip(": "),
+                        "run your code on a small input by itself first")
+    return Feedback(exercise_id, True, note or "well done")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers for checkers
+
+
+def _as_float(answer: Any, what: str) -> float:
+    if isinstance(answer, Tensor):
+        if answer.numel() != 1:
+            raise Wrong(f"{what} should be one number; you gave a tensor of shape {tuple(answer.shape)}")
+        answer = answer.item()
+    if isinstance(answer, bool):
+        raise Wrong(f"{what} should be a number, not {answer!r}")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        raise Wrong(f"{what} should be a number; you gave {type(answer).__name__} {answer!r}") from None
+    if math.isnan(value):
+        raise Wrong(f"{what} is NaN", "look for a 0/0, or an arccos of a value outside [−1, 1]")
+    return value
+
+
+def expect_number(answer: Any, expected: float, *, what: str = "your answer", rel: float = 1e-3,
+                  abs_tol: float = 1e-6, mistakes: dict[str, float] | None = None, hint: str = "") -> float:
+    """Pass when ``answer`` is within ``rel``/``abs_tol`` of ``expected``; otherwise raise ``Wrong``.
+
+    ``mistakes`` maps a hint to the value a typical mistake produces (``{"you gave degrees; the answer is in
+    radians": math.degrees(expected)}``): an answer matching one gets that hint.
+    """
+    value = _as_float(answer, what)
+    if math.isclose(value, expected, rel_tol=rel, abs_tol=abs_tol):
+        return value
+    for mistake_hint, mistaken in (mistakes or {}).items():
+        if math.isclose(value, mistaken, rel_tol=rel, abs_tol=abs_tol):
+            raise Wrong(f"{what} ({value:.6g}) is what a typical slip gives", mistake_hint)
+    direction = "too large" if value > expected else "too small"
+    raise Wrong(f"{what} ({value:.6g}) is {direction}", hint)
+
+
+def expect_tensor(answer: Any, expected: Tensor, *, what: str = "your answer", rtol: float = 1e-5,
+                  atol: float = 1e-6, mistakes: dict[str, Tensor] | None = None, hint: str = "") -> Tensor:
+    """Tensor version of ``expect_number``: shape first, then values (with the same ``mistakes`` mechanism)."""
+    if not isinstance(answer, Tensor):
+        try:
+            answer = torch.as_tensor(answer, dtype=expected.dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise Wrong(f"{what} should be a tensor (or a list of numbers); you gave {type(answer).__name__}") from None
+    if answer.shape != expected.shape:
+        raise Wrong(f"{what} has shape {tuple(answer.shape)}; it should have shape {tuple(expected.shape)}")
+    answer = answer.detach().to(expected.dtype)
+    if torch.allclose(answer, expected, rtol=rtol, atol=atol):
+        return answer
+    for mistake_hint, mistaken in (mistakes or {}).items():
+        if torch.allclose(answer, mistaken.to(expected.dtype), rtol=rtol, atol=atol):
+            raise Wrong(f"{what} matches what a typical slip gives", mistake_hint)
+    worst = (answer - expected).abs().max().item()
+    raise Wrong(f"{what} differs from the reference by up to {worst:.3g}", hint)
+
+
+def expect_same_function(candidate: Callable[..., Tensor], reference: Callable[..., Tensor],
+                         inputs: Iterable[tuple[Tensor, ...]], *, what: str = "your function", rtol: float = 1e-5,
+                         atol: float = 1e-6, grad: bool = True,
+                         mistakes: dict[str, Callable[..., Tensor]] | None = None, hint: str = "") -> None:
+    """Call ``candidate`` and ``reference`` on each input tuple; values (and, with ``grad``, the gradients with
+    respect to every floating-point input) must agree. ``mistakes`` maps a hint to a function with a typical bug."""
+    if not callable(candidate):
+        raise Wrong(f"{what} should be a function or an nn.Module; you gave {type(candidate).__name__}")
+
+    def run(fn: Callable[..., Tensor], args: tuple[Tensor, ...]) -> tuple[Tensor, list[Tensor]]:
+        leaves = [a.detach().clone().requires_grad_(grad and a.is_floating_point()) if isinstance(a, Tensor) else a
+                  for a in args]
+        out = fn(*leaves)
+        if not isinstance(out, Tensor):
+            raise Wrong(f"{what} should return a tensor; it returned {type(out).__name__}")
+        grads = []
+        if grad:
+            floats = [a for a in leaves if isinstance(a, Tensor) and a.requires_grad]
+            if not out.requires_grad:
+                raise Wrong(f"{what} returns a tensor with no gradient",
+                            "build the result from the inputs with torch operations (no .item(), .numpy() or "
+                            "torch.tensor(...) of intermediate values)")
+            grads = list(torch.autograd.grad(out.sum(), floats, allow_unused=True))
+            grads = [torch.zeros_like(a) if g is None else g for a, g in zip(floats, grads, strict=True)]
+        return out.detach(), grads
+
+    for args in inputs:
+        expected, expected_grads = run(reference, args)
+        got, got_grads = run(candidate, args)
+        if got.shape != expected.shape:
+            raise Wrong(f"{what} returns shape {tuple(got.shape)}; it should be {tuple(expected.shape)}")
+        if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+            for mistake_hint, buggy in (mistakes or {}).items():
+                mistaken, _ = run(buggy, args)
+                if mistaken.shape == got.shape and torch.allclose(got, mistaken, rtol=rtol, atol=atol):
+                    raise Wrong(f"{what} gives the values of a typical slip", mistake_hint)
+            worst = (got - expected).abs().max().item()
+            raise Wrong(f"{what} differs from the reference by up to {worst:.3g}", hint)
+        for g, e in zip(got_grads, expected_grads, strict=True):
+            if not torch.allclose(g, e, rtol=rtol, atol=atol):
+                worst = (g - e).abs().max().item()
+                raise Wrong(f"{what} has the right values but its gradients differ by up to {worst:.3g}",
+                            "a value computed without gradient (detach, a clamp that cuts the gradient) or a "
+                            "different formula that happens to agree at these points")
