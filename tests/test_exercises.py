@@ -30,6 +30,11 @@ def test_unanswered_is_neither_pass_nor_fail(registered):
     for empty in (..., None):
         assert ex.check("99.1", empty).passed is None
 
+    def stub(x):
+        raise NotImplementedError
+
+    assert ex.check("99.2", stub).passed is None
+
 
 def test_number_pass_slip_and_plain_wrong(registered):
     assert ex.check("99.1", math.pi / 4).passed is True

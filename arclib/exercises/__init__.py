@@ -6,7 +6,7 @@ Each chapter ends with exercises; the reader writes an answer and calls ``check`
     answer = ...            # the reader's number, tensor, function or nn.Module
     check("02.3", answer)   # ✅ correct, ❌ what is wrong and a hint (never the answer), or ⏳ not answered yet
 
-An answer left as ``...`` or ``None`` is *not answered yet*: a chapter run top to bottom with every exercise empty
+An answer left as ``...`` or ``None``, or a stub that still raises ``NotImplementedError``, is *not answered yet*: a chapter run top to bottom with every exercise empty
 does not fail. The checkers live one module per chapter (``ch01.py`` … ``ch09.py``); each registers its exercises
 with ``@exercise("CC.N", "title")``. A checker takes the answer and returns a short note on success, or raises
 ``Wrong(what, hint)``. The helpers below catch the typical mistakes (a sign, degrees for radians) so that the hint
@@ -119,6 +119,8 @@ def check(exercise_id: str, answer: Any) -> Feedback:
         note = _REGISTRY[exercise_id].checker(answer)
     except Wrong as wrong:
         return Feedback(exercise_id, False, wrong.what, wrong.hint)
+    except NotImplementedError:  # the stub the chapter hands out, not yet filled in
+        return Feedback(exercise_id, None, "your code still raises NotImplementedError: write it in place of that line")
     except Exception as error:  # the reader's own code raised: say so in one line, not a traceback
         first = str(error).splitlines()[0] if str(error) else ""
         return Feedback(exercise_id, False, f"your answer raised {type(error).__name__}: {first}".rstrip(": "),
