@@ -1,0 +1,55 @@
+"""arclib.distributed: the loss with W sharded over 2 and 4 gloo processes equals the one-process loss, and so
+do its gradients and one SGD step (each process checks itself against arclib's unsharded loss)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from arclib.distributed import ShardedMarginLoss, compare_with_one_process, launch, shard_range
+from arclib.losses import make
+from arclib.scale import chunked_margin_loss
+
+
+@pytest.mark.parametrize("world_size,name", [(2, "arcface"), (4, "cosface")])
+def test_sharded_loss_equals_one_process(world_size, name):
+    # 50 classes over 4 ranks: shards of 13, 13, 12, 12 rows, chunk 7 divides none of them
+    results = launch(compare_with_one_process, world_size, name)
+    assert len(results) == world_size
+    assert len({r["loss"] for r in results}) == 1  # the same loss on every rank
+    for rank, result in enumerate(results):
+        for what, error in result.items():
+            if what != "loss":
+                assert error < 1e-5, (rank, what, error)
+
+
+def test_shard_ranges_cover_the_classes_once():
+    for num_classes, world_size in [(50, 4), (10, 3), (7, 7), (1_000_000, 8)]:
+        ranges = [shard_range(num_classes, r, world_size) for r in range(world_size)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == num_classes
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        sizes = [end - start for start, end in ranges]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_one_process_without_torch_distributed_is_the_chunked_loss():
+    torch.manual_seed(0)
+    whole = make("arcface", num_classes=20, embedding_dim=4)
+    sharded = ShardedMarginLoss(make("arcface"), 20, 4, weight=whole.head.weight, chunk_size=6)
+    x, labels = torch.randn(5, 4), torch.randint(0, 20, (5,))
+    torch.testing.assert_close(sharded(x, labels), chunked_margin_loss(whole, x, labels))
+    torch.testing.assert_close(sharded.predict(x), whole.predict(x))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="loss must be a MarginLoss with the softmax criterion"):
+        ShardedMarginLoss(make("qamface"), 20, 4)
+    with pytest.raises(ValueError, match=r"weight must be this rank's shard of shape \(20, 4\)"):
+        ShardedMarginLoss(make("arcface"), 20, 4, weight=torch.randn(10, 4))
+    sharded = ShardedMarginLoss(make("arcface"), 20, 4)
+    with pytest.raises(ValueError, match="features must have shape"):
+        sharded(torch.randn(5, 3), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must be in"):
+        sharded(torch.randn(5, 4), torch.full((5,), 20))
+    with pytest.raises(ValueError, match=r"world_size must be in \[1, 64\]"):
+        launch(compare_with_one_process, 0)
