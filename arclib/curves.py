@@ -11,7 +11,7 @@ plane. Where x sits in that plane decides its angle to W_j (``other_angle``):
   placement that reproduces the paper's claims: ArcFace's loss *rises* as θ shrinks, QAMFace's falls.
 - ``"near"``: x between the centres (then beyond W_j), so θ_j = |θ − δ|: at θ = δ the feature sits on W_j.
 
-Plotting code imports plotly/ipywidgets lazily: they are optional (notebook) dependencies of arclib.
+Plotting code imports matplotlib/ipywidgets lazily: they are optional (notebook) dependencies of arclib.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from arclib.losses import MarginLoss, make
-from arclib.widgets import ScaleMarginExplorer, in_colab, time_slider_updates  # noqa: F401 (re-exported)
+from arclib.widgets import LivePicture, time_slider_updates  # noqa: F401 (re-exported)
 
 PLACEMENTS = ("far", "near")
 
@@ -78,7 +78,7 @@ def binary_loss_curve(loss: MarginLoss, thetas, inter_angle: float = math.pi / 6
     return loss(cos, labels, reduction="none").numpy()
 
 
-# ---- interactive curves (plotly + ipywidgets) ----------------------------------------------------------
+# ---- interactive curves (matplotlib picture + ipywidgets sliders) -----------------------------------------
 
 #: What the explorer compares: the cosine family shares one logit scale, so one s slider fits them all.
 EXPLORER_LOSSES: tuple[tuple[str, dict, str], ...] = (
@@ -88,6 +88,8 @@ EXPLORER_LOSSES: tuple[tuple[str, dict, str], ...] = (
     ("arcface", {"m": "m"}, "ArcFace, continuous tail"),
 )
 _COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")
+#: The explorer's axes stay put while the sliders move (a curve's size then shows s), up to s = 64.
+S_MAX, LOSS_RANGE = 64.0, (1e-4, 300.0)
 
 
 def _explorer_losses(s: float, m: float) -> list[tuple[MarginLoss, str]]:
@@ -107,58 +109,60 @@ def _curve_data(s: float, m: float, inter_angle: float, thetas: np.ndarray) -> l
     return data
 
 
-def curves_figure(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6, n: int = 361):
-    """A plain plotly figure: target logit, its slope and the two-class loss ("far" placement) against θ."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    thetas = np.linspace(0, math.pi, n)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("target logit s·ψ(θ)", "slope s·dψ/dθ",
-                                                        f"two-class loss, θ_ij = {inter_angle:.3f}"))
-    for k, (values, (_, _, label)) in enumerate(zip(_curve_data(s, m, inter_angle, thetas), EXPLORER_LOSSES)):
-        for col, y in enumerate(values, start=1):
-            fig.add_trace(go.Scatter(x=thetas, y=y, name=label, legendgroup=label, showlegend=col == 1,
-                                     line={"color": _COLOURS[k], "dash": "dash" if "no tail" in label else None}),
-                          row=1, col=col)
-    for col in (1, 2, 3):
-        fig.update_xaxes(title_text="target angle θ (rad)", row=1, col=col)
-    fig.update_yaxes(title_text="logit", row=1, col=1)
-    fig.update_yaxes(title_text="d logit / dθ", row=1, col=2)
-    fig.update_yaxes(title_text="loss", row=1, col=3)
-    fig.update_layout(title=_curves_title(s, m), height=420, legend={"orientation": "h", "y": -0.25})
-    return fig
-
-
 def _curves_title(s: float, m: float) -> str:
     return f"Cosine-family curves at s = {s:.1f}, m = {m:.2f}"
 
 
-class CurveExplorer(ScaleMarginExplorer):
-    """Jupyter: the curves as a plotly FigureWidget, redrawn in place by the s and m sliders.
+class CurvePicture(LivePicture):
+    """The target logit s·ψ(θ), its slope and the two-class loss (θ_ij = ``inter_angle``, far side) of NormFace,
+    CosFace and ArcFace (with and without its tail), redrawn by an s slider and an m slider.
 
-    ``update(s, m)`` recomputes every curve and writes the new y arrays inside ``batch_update()``, so the
-    browser receives one message per slider move. Setting ``s_slider.value`` from code runs the same path.
+    A ``LivePicture``: a matplotlib figure published as PNG through a display handle, so it works in JupyterLab
+    and Colab alike and a saved notebook shows its starting state. Fixed axes (logit and slope within ±64, the
+    loss on a log scale) let the curves grow and shrink with s instead of the axes.
     """
 
     m_range = (0.0, 1.2, 0.05)
 
     def __init__(self, s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6, n: int = 361) -> None:
         self.inter_angle, self.thetas = inter_angle, np.linspace(0, math.pi, n)
-        super().__init__(curves_figure(s, m, inter_angle, n), s, m)
+        super().__init__(s, m)
+
+    def build(self, s: float, m: float):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(12, 4.2), layout="constrained")
+        axes = fig.subplots(1, 3)
+        self.lines = []
+        for k, (_, _, label) in enumerate(EXPLORER_LOSSES):
+            style = {"color": _COLOURS[k], "ls": "--" if "no tail" in label else "-", "lw": 1.8, "animated": True,
+                     "zorder": 3 if "no tail" in label else 2}
+            self.lines.append([ax.plot(self.thetas, np.ones_like(self.thetas), label=label, **style)[0]
+                               for ax in axes])
+        for ax, title, ylabel in zip(axes, ("target logit s·ψ(θ)", "its slope s·dψ/dθ (autograd)",
+                                            f"two-class loss, θ_ij = {self.inter_angle:.3f}, far side"),
+                                     ("logit", "d logit / dθ", "loss (log scale)")):
+            ax.set(xlabel="target angle θ (rad)", ylabel=ylabel, title=title, xlim=(0, math.pi))
+            ax.grid(alpha=0.3)
+        axes[0].set_ylim(-1.05 * S_MAX, 1.05 * S_MAX)
+        axes[1].set_ylim(-1.05 * S_MAX, 0.3 * S_MAX)
+        axes[2].set_yscale("log")
+        axes[2].set_ylim(*LOSS_RANGE)
+        fig.legend(handles=[row[0] for row in self.lines], loc="outside lower center", ncols=4, fontsize=9)
+        self.title = fig.suptitle(" ", animated=True)
+        return fig
 
     def update(self, s: float, m: float) -> None:
-        data = _curve_data(s, m, self.inter_angle, self.thetas)
-        with self.figure.batch_update():
-            for k, values in enumerate(data):
-                for col, y in enumerate(values):
-                    self.figure.data[3 * k + col].y = y
-            self.figure.layout.title.text = _curves_title(s, m)
+        self.s, self.m = s, m
+        for row, values in zip(self.lines, _curve_data(s, m, self.inter_angle, self.thetas)):
+            for line, y in zip(row, values):
+                line.set_ydata(y)
+        self.title.set_text(_curves_title(s, m))
+
+    def status(self) -> str:
+        return _curves_title(self.s, self.m)
 
 
-def explore_curves(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6):
-    """One entry point: the live ``CurveExplorer`` in Jupyter; on Colab, ``ipywidgets.interact`` (displayed at
-    once, returns None)."""
-    if in_colab():
-        CurveExplorer.interact(lambda s, m: curves_figure(s, m, inter_angle), s, m)
-        return None  # interact has displayed itself
-    return CurveExplorer(s, m, inter_angle)
+def explore_curves(s: float = 64.0, m: float = 0.5, inter_angle: float = math.pi / 6) -> CurvePicture:
+    """The curve explorer for every kernel (JupyterLab, Colab, ...): display the returned ``CurvePicture``."""
+    return CurvePicture(s, m, inter_angle)

@@ -31,11 +31,11 @@ import torch
 
 from arclib.losses import MarginLoss, angle, make
 from arclib.plots import embedding_sample
-from arclib.widgets import ScaleMarginExplorer, in_colab, time_slider_updates
+from arclib.widgets import LivePicture, ScaleMarginExplorer, in_colab, time_slider_updates
 
-__all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "regions", "probabilities",
-           "sample_losses", "accepted_area", "sphere_figure", "sphere_slider_figure", "SphereExplorer", "explore",
-           "circle_figure", "time_slider_updates"]
+__all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "icosphere", "regions", "probabilities",
+           "sample_losses", "accepted_area", "sphere_figure", "sphere_slider_figure", "SphereExplorer",
+           "SpherePicture", "sphere_still", "explore", "circle_figure", "time_slider_updates"]
 
 #: Class colours (colour-blind-safe Okabe–Ito); the margin zone is light grey.
 CLASS_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
@@ -124,6 +124,46 @@ def sphere_mesh(n_lon: int = 40, n_lat: int = 20) -> Mesh:
     return Mesh(vertices, faces, _unit(a + b + c), areas)
 
 
+def _split_faces(vertices: list, faces: list) -> tuple[list, list]:
+    """Each triangle into four, through its edges' midpoints (shared between neighbours), pushed onto the sphere."""
+    vertices, midpoint = list(vertices), {}
+
+    def mid(a: int, b: int) -> int:
+        key = (min(a, b), max(a, b))
+        if key not in midpoint:
+            midpoint[key] = len(vertices)
+            halfway = vertices[a] + vertices[b]
+            vertices.append(halfway / np.linalg.norm(halfway))
+        return midpoint[key]
+
+    split = []
+    for a, b, c in faces:
+        ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+        split += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+    return vertices, split
+
+
+def icosphere(subdivisions: int = 4) -> Mesh:
+    """An icosahedron whose faces are split in four ``subdivisions`` times, vertices pushed onto the sphere:
+    10·4^k + 2 vertices and 20·4^k nearly equal faces (no crowding at the poles, unlike ``sphere_mesh``).
+    The figures colour it per *vertex*, so region edges are smooth at 4^k faces where per-face colour is jagged."""
+    if not (isinstance(subdivisions, int) and 0 <= subdivisions <= 6):
+        raise ValueError(f"subdivisions must be an integer from 0 to 6, got {subdivisions!r}")
+    g = (1 + 5**0.5) / 2
+    vertices = [(-1, g, 0), (1, g, 0), (-1, -g, 0), (1, -g, 0), (0, -1, g), (0, 1, g), (0, -1, -g), (0, 1, -g),
+                (g, 0, -1), (g, 0, 1), (-g, 0, -1), (-g, 0, 1)]
+    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+             (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
+             (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    vertices = [np.asarray(v, dtype=float) / np.linalg.norm(v) for v in vertices]
+    for _ in range(subdivisions):
+        vertices, faces = _split_faces(vertices, faces)
+    vertices, faces = _unit(np.asarray(vertices)), np.asarray(faces)
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    return Mesh(vertices, faces, _unit(a + b + c), areas)
+
+
 def _loss(s: float, m: float, name: str) -> MarginLoss:
     return make(name, s=s) if name == "normface" else make(name, s=s, m=m)
 
@@ -167,63 +207,89 @@ def accepted_area(centres: np.ndarray, m: float, mesh: Mesh | None = None, name:
 
 # ---- plotly figures -------------------------------------------------------------------------------------
 
-def _region_colourscale(num_classes: int) -> list:
-    """A stepped colourscale: value 0 → margin zone, value j + 1 → class j."""
-    colours = (MARGIN_COLOUR,) + CLASS_COLOURS[:num_classes]
-    n = len(colours)
-    scale = []
-    for k, colour in enumerate(colours):
-        scale += [[k / n, colour], [(k + 1) / n, colour]]
-    return scale
+#: The explanation every sphere figure carries (the legend entries say the rest).
+LEGEND_NOTES = {
+    "zone": "grey: margin zone (no class accepts: cos(θ_j + m) ≤ max_k≠j cos θ_k)",
+    "past": "● sample past its margin",
+    "not_past": "✕ sample not yet past its margin",
+    "centre": "arrow: class centre W_j",
+    "size": "right: marker size grows with the sample's ArcFace loss",
+}
+
+
+def _region_rgb(num_classes: int) -> np.ndarray:
+    """(C + 1, 3) RGB in [0, 1]: row 0 the margin zone, row j + 1 class j."""
+    hexes = (MARGIN_COLOUR,) + CLASS_COLOURS[:num_classes]
+    return np.array([[int(h[k:k + 2], 16) / 255 for k in (1, 3, 5)] for h in hexes])
+
+
+def _vertex_colours(region: np.ndarray, num_classes: int) -> list[str]:
+    """One colour per vertex (``region`` + 1 indexes ``_region_rgb``): plotly blends them across each face, so
+    a region edge is a smooth line through the faces it crosses, not a staircase of whole faces."""
+    hexes = (MARGIN_COLOUR,) + CLASS_COLOURS[:num_classes]
+    return [hexes[r + 1] for r in region]
 
 
 def _state(config: SyntheticConfig, mesh: Mesh, s: float, m: float) -> dict:
-    """Everything the figure shows at (s, m), as plain lists ready for plotly."""
-    reg = regions(mesh.centroids, config.centres, m)
+    """What the figure shows at (s, m) besides the probabilities: per-vertex region colours, sample markers."""
+    reg = regions(mesh.vertices, config.centres, m)
     accepted = regions(config.embeddings, config.centres, m) == config.labels
-    prob = probabilities(mesh.centroids, config.centres, s).max(1)
     losses = sample_losses(config, s, m)
-    return {"region": (reg + 1).tolist(), "prob": np.round(prob, 3).tolist(),
+    return {"region": reg, "colour": _vertex_colours(reg, config.num_classes), "accepted": accepted,
             "symbol": ["circle" if a else "x" for a in accepted], "losses": losses,
-            "size": np.round(4 + 4 * np.sqrt(losses), 2).tolist()}
+            "size": np.round(4 + 4 * np.sqrt(losses), 2)}
 
 
 def _title(s: float, m: float, mean_loss: float | None) -> str:
-    loss = "" if mean_loss is None else f", mean ArcFace loss {mean_loss:.3f}"
-    return f"s = {s:.1f}, m = {m:.2f}{loss} — {SYNTHETIC_NOTE}"
+    loss = "" if mean_loss is None else f"; mean ArcFace loss of the samples {mean_loss:.3f}"
+    return f"s = {s:.1f}, m = {m:.2f}{loss}"
+
+
+def _mesh_arrays(mesh: Mesh) -> dict:
+    """Vertices as float32 and faces as uint16 where they fit: plotly stores them as compact base64 arrays."""
+    x, y, z = mesh.vertices.astype(np.float32).T
+    faces = mesh.faces.astype(np.uint16 if len(mesh.vertices) < 2**16 else np.int32)
+    return {"x": x, "y": y, "z": z, "i": faces[:, 0], "j": faces[:, 1], "k": faces[:, 2]}
+
+
+def _probability(config: SyntheticConfig, mesh: Mesh, s: float) -> list[float]:
+    """p(nearest class) per vertex, to two decimals (a colour scale shows no more)."""
+    return np.round(probabilities(mesh.vertices, config.centres, s).max(1), 2).tolist()
 
 
 def sphere_figure(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
-                  mesh: Mesh | None = None, show_loss: bool = True):
+                  mesh: Mesh | None = None, show_loss: bool = True, prob_mesh: Mesh | None = None):
     """Two views of one sphere: left, class regions at margin m (grey = margin zone); right, the test-time
     probability of the nearest class at scale s. Arrows are the class centres W_j, dots the samples
     (left: ✕ = not yet past its margin; right: marker size grows with the sample's loss when ``show_loss``).
+    Regions are coloured per vertex of ``mesh`` (``icosphere(4)`` by default), probabilities per vertex of
+    ``prob_mesh`` (``icosphere(3)``: a smooth quantity needs fewer vertices). The legend explains every mark;
+    titles and the status line sit inside the frame.
 
-    Trace order is fixed (0 region mesh, 1 probability mesh, 2 and 3 samples, then centres): the explorers
-    update traces by index.
+    Trace order is fixed (0 region mesh, 1 probability mesh, 2 and 3 samples, then centres, then legend-only
+    entries): the explorers update traces by index.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     config = config or synthetic_config()
-    mesh = mesh or sphere_mesh()
+    mesh, prob_mesh = mesh or icosphere(4), prob_mesh or icosphere(3)
     st = _state(config, mesh, s, m)
     C = config.num_classes
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
-                        subplot_titles=("class regions at margin m (grey: margin zone)",
-                                        "p(nearest class) at scale s"), horizontal_spacing=0.02)
-    x, y, z = mesh.vertices.T
-    i, j, k = mesh.faces.T
-    fig.add_trace(go.Mesh3d(x=x, y=y, z=z, i=i, j=j, k=k, intensity=st["region"], intensitymode="cell",
-                            colorscale=_region_colourscale(C), cmin=-0.5, cmax=C + 0.5, showscale=False,
-                            hoverinfo="skip", name="regions", flatshading=True), row=1, col=1)
-    fig.add_trace(go.Mesh3d(x=x, y=y, z=z, i=i, j=j, k=k, intensity=st["prob"], intensitymode="cell",
-                            colorscale="Viridis", cmin=1 / C, cmax=1.0, name="probability", flatshading=True,
-                            colorbar={"title": {"text": "p"}, "len": 0.6, "x": 1.0}, hoverinfo="skip"),
-                  row=1, col=2)
+                        subplot_titles=("class regions at margin m", "p(nearest class) at scale s"),
+                        horizontal_spacing=0.02)
+    light = {"ambient": 0.75, "diffuse": 0.35, "specular": 0.05}
+    fig.add_trace(go.Mesh3d(**_mesh_arrays(mesh), vertexcolor=st["colour"], hoverinfo="skip",
+                            name="regions", showlegend=False, lighting=light), row=1, col=1)
+    fig.add_trace(go.Mesh3d(**_mesh_arrays(prob_mesh), intensity=_probability(config, prob_mesh, s),
+                            intensitymode="vertex",
+                            colorscale="Viridis", cmin=1 / C, cmax=1.0, name="probability", showlegend=False,
+                            colorbar={"title": {"text": "p"}, "len": 0.5, "x": 1.0, "y": 0.55, "thickness": 14},
+                            hoverinfo="skip", lighting=light), row=1, col=2)
     pts = 1.01 * config.embeddings
     colours = [CLASS_COLOURS[c] for c in config.labels]
-    hover = [f"class {c}" for c in config.labels]
+    hover = [f"sample of class {c}" for c in config.labels]
     fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="samples",
                                marker={"size": 4, "color": colours, "symbol": st["symbol"],
                                        "line": {"color": "black", "width": 1}},
@@ -236,15 +302,31 @@ def sphere_figure(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | Non
             fig.add_trace(go.Scatter3d(x=[0, 1.35 * w[0]], y=[0, 1.35 * w[1]], z=[0, 1.35 * w[2]],
                                        mode="lines+markers", line={"color": CLASS_COLOURS[c], "width": 6},
                                        marker={"size": [0, 5], "color": CLASS_COLOURS[c]},
-                                       name=f"centre W_{c}", legendgroup=f"W{c}", showlegend=col == 1),
-                          row=1, col=col)
+                                       name=f"class {c}: centre W<sub>{c}</sub> and its region",
+                                       legendgroup=f"W{c}", showlegend=col == 1), row=1, col=col)
+    notes = [("zone", {"symbol": "square", "color": MARGIN_COLOUR, "size": 9}),
+             ("past", {"symbol": "circle", "color": "white", "size": 6, "line": {"color": "black", "width": 1}}),
+             ("not_past", {"symbol": "x", "color": "white", "size": 6, "line": {"color": "black", "width": 1}})]
+    if show_loss:
+        notes.append(("size", {"symbol": "circle", "color": "white", "size": 9,
+                               "line": {"color": "black", "width": 1}}))
+    for key, marker in notes:  # legend-only entries (no points): the key to the marks
+        fig.add_trace(go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", marker=marker,
+                                   name=LEGEND_NOTES[key].replace("cos(θ_j + m) ≤ max_k≠j cos θ_k",
+                                                                  "cos(θ<sub>j</sub> + m) ≤ max cos θ<sub>k</sub>"),
+                                   hoverinfo="skip"), row=1, col=1)
     axis = {"visible": False}
     scene = {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube",
-             "camera": {"eye": {"x": 1.4, "y": 1.4, "z": 0.9}}}
-    fig.update_layout(scene=scene, scene2=scene, height=520, margin={"l": 0, "r": 0, "t": 60, "b": 0},
+             "camera": {"eye": {"x": 1.25, "y": 1.25, "z": 0.8}}}
+    fig.update_layout(scene=scene, scene2=scene, height=640, margin={"l": 10, "r": 10, "t": 80, "b": 10},
                       title={"text": _title(s, m, float(st["losses"].mean()) if show_loss else None),
-                             "font": {"size": 13}},
-                      legend={"orientation": "h", "y": 0.02})
+                             "font": {"size": 14}, "x": 0.02, "y": 0.985, "yanchor": "top"},
+                      legend={"orientation": "h", "x": 0.0, "y": -0.02, "yanchor": "top", "font": {"size": 11}},
+                      paper_bgcolor="white")
+    for annotation in fig.layout.annotations:  # subplot titles: inside the frame, below the figure title
+        annotation.update(y=0.97, yanchor="top", font={"size": 13})
+    fig.add_annotation(text=SYNTHETIC_NOTE, xref="paper", yref="paper", x=1.0, y=1.0, yanchor="bottom",
+                       xanchor="right", showarrow=False, font={"size": 11, "color": "#555"}, yshift=12)
     return fig
 
 
@@ -253,30 +335,30 @@ def sphere_slider_figure(s_values: Sequence[float] = (2.0, 8.0, 16.0, 64.0),
                          mesh: Mesh | None = None):
     """The kernel-free version: one plain figure with plotly's own ``layout.sliders``, one step per value.
 
-    Regions depend on m only and the probabilities on s only, so two independent sliders (m restyles the
+    Regions depend on m only and the probabilities on s only, so two independent sliders (m recolours the
     left mesh and the ✕ markers, s the right mesh) show every (s, m) pair exactly while storing
     len(s_values) + len(m_values) states, not their product. The per-sample loss depends on both and is
     left out here (the live explorer shows it).
     """
     config = config or synthetic_config()
-    mesh = mesh or sphere_mesh()
+    mesh, prob_mesh = mesh or icosphere(4), icosphere(3)
     s0, m0 = s_values[len(s_values) // 2], m_values[len(m_values) // 2]
-    fig = sphere_figure(s0, m0, config, mesh, show_loss=False)
+    fig = sphere_figure(s0, m0, config, mesh, show_loss=False, prob_mesh=prob_mesh)
     m_steps, s_steps = [], []
     for m in m_values:
         st = _state(config, mesh, s0, m)
         m_steps.append({"method": "restyle", "label": f"{m:.2f}",
-                        "args": [{"intensity": [st["region"]], "marker.symbol": [st["symbol"]]}, [0, 2]]})
+                        "args": [{"vertexcolor": [st["colour"]], "marker.symbol": [st["symbol"]]}, [0, 2]]})
     for s in s_values:
-        st = _state(config, mesh, s, m0)
-        s_steps.append({"method": "restyle", "label": f"{s:g}", "args": [{"intensity": [st["prob"]]}, [1]]})
+        s_steps.append({"method": "restyle", "label": f"{s:g}",
+                        "args": [{"intensity": [_probability(config, prob_mesh, s)]}, [1]]})
     fig.update_layout(
-        title={"text": f"Drag the sliders (no kernel needed) — {SYNTHETIC_NOTE}", "font": {"size": 13}},
-        sliders=[{"active": list(m_values).index(m0), "steps": m_steps, "x": 0.0, "len": 0.45, "y": 0.0,
-                  "currentvalue": {"prefix": "margin m = "}, "pad": {"t": 10}},
-                 {"active": list(s_values).index(s0), "steps": s_steps, "x": 0.55, "len": 0.45, "y": 0.0,
-                  "currentvalue": {"prefix": "scale s = "}, "pad": {"t": 10}}],
-        height=600, margin={"b": 90}, legend={"y": 1.0})
+        title={"text": "Drag the sliders (no kernel needed): m recolours the regions, s the probabilities"},
+        sliders=[{"active": list(m_values).index(m0), "steps": m_steps, "x": 0.02, "len": 0.44, "y": 0.0,
+                  "yanchor": "top", "currentvalue": {"prefix": "margin m = "}, "pad": {"t": 0, "b": 0}},
+                 {"active": list(s_values).index(s0), "steps": s_steps, "x": 0.54, "len": 0.44, "y": 0.0,
+                  "yanchor": "top", "currentvalue": {"prefix": "scale s = "}, "pad": {"t": 0, "b": 0}}],
+        height=760, margin={"b": 150}, legend={"y": -0.2})
     return fig
 
 
@@ -291,28 +373,181 @@ class SphereExplorer(ScaleMarginExplorer):
 
     def __init__(self, s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
                  mesh: Mesh | None = None) -> None:
-        self.config, self.mesh = config or synthetic_config(), mesh or sphere_mesh()
-        super().__init__(sphere_figure(s, m, self.config, self.mesh), s, m)
+        self.config, self.mesh, self.prob_mesh = config or synthetic_config(), mesh or icosphere(4), icosphere(3)
+        super().__init__(sphere_figure(s, m, self.config, self.mesh, prob_mesh=self.prob_mesh), s, m)
 
     def update(self, s: float, m: float) -> None:
         st = _state(self.config, self.mesh, s, m)
         with self.figure.batch_update():
-            self.figure.data[0].intensity = st["region"]
-            self.figure.data[1].intensity = st["prob"]
+            self.figure.data[0].vertexcolor = st["colour"]
+            self.figure.data[1].intensity = _probability(self.config, self.prob_mesh, s)
             self.figure.data[2].marker.symbol = st["symbol"]
             self.figure.data[3].marker.size = st["size"]
             self.figure.layout.title.text = _title(s, m, float(st["losses"].mean()))
 
 
+# ---- the sphere as a picture (matplotlib): GitHub, print, and the live path for Colab -----------------
+
+#: The eye of the pictures' "front" view (elevation 25°, azimuth 45°); the "back" view looks from the opposite side.
+VIEW = (25.0, 45.0)
+
+
+def _view_basis(elevation: float, azimuth: float, back: bool) -> np.ndarray:
+    """Rows: the screen's right, up and towards-the-viewer directions in world coordinates."""
+    e, a = math.radians(elevation), math.radians(azimuth)
+    towards = np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+    right = _unit(np.cross([0.0, 0.0, 1.0], towards))
+    if back:
+        towards, right = -towards, -right
+    return np.stack([right, np.cross(towards, right), towards])
+
+
+class _Disc:
+    """The visible half of the sphere seen from far away (orthographic): one unit point per pixel inside the disc."""
+
+    def __init__(self, resolution: int, back: bool) -> None:
+        u = np.linspace(-1, 1, resolution)
+        x, y = np.meshgrid(u, -u)
+        self.inside = x**2 + y**2 < 1
+        depth = np.sqrt(np.clip(1 - x**2 - y**2, 0, 1))
+        self.basis = _view_basis(*VIEW, back)
+        screen = np.stack([x[self.inside], y[self.inside], depth[self.inside]], 1)
+        self.points = (screen @ self.basis).astype(np.float32)  # world coordinates of the visible points
+
+    def project(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Screen (x, y) of unit vectors, and which of them face this view."""
+        screen = world @ self.basis.T
+        return screen[:, :2], screen[:, 2] >= 0
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """An RGBA uint8 image: ``rgb`` in [0, 1] (one row per visible point) inside the disc, clear outside."""
+        out = np.zeros(self.inside.shape + (4,), dtype=np.uint8)
+        out[self.inside, :3] = np.round(255 * rgb)
+        out[self.inside, 3] = 255
+        return out
+
+
+class SpherePicture(LivePicture):
+    """The sphere as a picture: class regions at margin m (top) and p(nearest class) at scale s (bottom), each
+    seen from the front and from the back, so every point of the sphere is in view once; samples as ● (past
+    their margin) or ✕ (not yet), sized by their ArcFace loss in the bottom row; ★ the class centres.
+
+    Colours are computed per pixel, so region edges are as smooth as the image. A ``LivePicture``: redrawn by an
+    s slider and an m slider through a display handle — the live explorer on Colab, and the still that GitHub
+    and print show (``sphere_still``).
+    """
+
+    s_description, m_description = "s", "m"  # "scale s" labels the FigureWidget explorer (tests/test_browser.py)
+
+    def __init__(self, s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
+                 resolution: int = 150) -> None:
+        self.config = config or synthetic_config()
+        if self.config.centres.shape[1] != 3:
+            raise ValueError("SpherePicture needs a 3-D configuration (synthetic_config(dim=3))")
+        self.discs = [_Disc(resolution, back) for back in (False, True)]
+        for disc in self.discs:
+            disc.centres = self.config.centres.astype(np.float32)
+        super().__init__(s, m)
+
+    def build(self, s: float, m: float):
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        fig = Figure(figsize=(9.6, 10.2), layout="constrained")
+        grid = fig.subplots(2, 2)
+        self.images, self.markers = [], []
+        rows = ("class regions at margin m", "p(nearest class) at scale s")
+        for r, row in enumerate(grid):
+            for ax, disc, side in zip(row, self.discs, ("front", "back")):
+                image = ax.imshow(disc.image(np.ones((len(disc.points), 3))), extent=(-1, 1, -1, 1),
+                                  interpolation="none", animated=True)
+                ax.add_patch(_circle_patch())
+                screen, visible = disc.project(self.config.centres)
+                for c in np.flatnonzero(visible):
+                    ax.plot(*screen[c], marker="*", ms=15, color=CLASS_COLOURS[c], mec="white", mew=1.2, zorder=4,
+                            animated=True)
+                past = ax.scatter([], [], marker="o", edgecolors="black", linewidths=0.6, animated=True, zorder=3)
+                not_past = ax.scatter([], [], marker="X", edgecolors="black", linewidths=0.6, animated=True,
+                                      zorder=3)
+                self.images.append(image)
+                self.markers.append((past, not_past))
+                ax.set_title(f"{rows[r]}, seen from the {side}", fontsize=11)
+                ax.set(xlim=(-1.08, 1.08), ylim=(-1.08, 1.08), aspect="equal")
+                ax.set_axis_off()
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import BoundaryNorm
+
+        C = self.config.num_classes
+        # p in bands of 0.1 (flat colours: the bands read as contour lines, and the PNG stays small)
+        self.levels = np.round(np.arange(np.floor(10 / C) / 10, 1.0001, 0.1), 1)
+        self.norm = BoundaryNorm(self.levels, 256)
+        fig.colorbar(ScalarMappable(self.norm, "viridis"), ax=grid[1], location="right", shrink=0.8,
+                     label="p(nearest class)")
+        handles = [Patch(color=CLASS_COLOURS[c], label=f"class {c} (★: its centre W{c})") for c in range(C)]
+        handles += [Patch(color=MARGIN_COLOUR, label=LEGEND_NOTES["zone"]),
+                    Line2D([], [], ls="", marker="o", ms=7, mfc="white", mec="black", label=LEGEND_NOTES["past"][2:]),
+                    Line2D([], [], ls="", marker="X", ms=8, mfc="white", mec="black",
+                           label=LEGEND_NOTES["not_past"][2:]),
+                    Line2D([], [], ls="", marker="o", ms=11, mfc="white", mec="black",
+                           label="bottom row: marker size grows with the sample's ArcFace loss")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+        # two lines of header: the status line (changes with s and m) above the synthetic note (does not)
+        fig.suptitle(f" \n{SYNTHETIC_NOTE}", fontsize=11, color="0.35")
+        self.title = fig.text(0.5, 0.995, " ", ha="center", va="top", fontsize=11, animated=True)
+        self.rgb = _region_rgb(C)
+        return fig
+
+    def update(self, s: float, m: float) -> None:
+        import matplotlib
+
+        config = self.config
+        losses = sample_losses(config, s, m)
+        accepted = regions(config.embeddings, config.centres, m) == config.labels
+        self.mean_loss, self.not_past = float(losses.mean()), int((~accepted).sum())
+        for k, disc in enumerate(self.discs):  # regions depend on m only, probabilities on s only
+            if m != getattr(self, "m", None):
+                region = regions(disc.points, disc.centres, m)
+                self.images[k].set_data(disc.image(self.rgb[region + 1]))
+            if s != getattr(self, "s", None):
+                p = probabilities(disc.points, disc.centres, s).max(1)
+                colours = matplotlib.colormaps["viridis"](self.norm(p))[:, :3]
+                self.images[2 + k].set_data(disc.image(colours))
+            screen, visible = disc.project(config.embeddings)
+            for row in (0, 1):
+                for marker, keep in zip(self.markers[2 * row + k], (accepted, ~accepted)):
+                    keep = keep & visible
+                    marker.set_offsets(screen[keep])
+                    marker.set_facecolor([CLASS_COLOURS[c] for c in config.labels[keep]])
+                    marker.set_sizes(28 + 90 * np.sqrt(losses[keep]) if row else np.full(keep.sum(), 34.0))
+        self.s, self.m = s, m
+        self.title.set_text(f"{self.status()}; {self.not_past} of {len(config.labels)} samples not yet past "
+                            "their margin")
+
+    def status(self) -> str:
+        return _title(self.s, self.m, self.mean_loss)
+
+
+def _circle_patch():
+    from matplotlib.patches import Circle
+
+    return Circle((0, 0), 1.0, fill=False, color="0.3", lw=0.8, zorder=2, animated=True)
+
+
+def sphere_still(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None, resolution: int = 360):
+    """``SpherePicture`` at (s, m) as a plain matplotlib figure (no sliders): the sphere as GitHub and print see it."""
+    picture = SpherePicture(s, m, config, resolution)
+    for artist in picture.figure.findobj(lambda a: a.get_animated()):
+        artist.set_animated(False)
+    return picture.figure
+
+
 def explore(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None):
-    """One call for every kernel: ``SphereExplorer`` in Jupyter; on Colab, ``ipywidgets.interact`` redrawing a
-    plain figure (displayed at once, returns None; each move re-renders it, slower but reliable on ipywidgets 7)."""
+    """One call for every kernel: ``SphereExplorer`` (rotatable plotly FigureWidget) in Jupyter; on Colab, whose
+    front end leaves plotly inside widgets blank, ``SpherePicture`` (sliders and a picture redrawn through its
+    display handle). Display the returned object."""
     config = config or synthetic_config()
-    if in_colab():
-        mesh = sphere_mesh()
-        SphereExplorer.interact(lambda s, m: sphere_figure(s, m, config, mesh), s, m)
-        return None  # interact has displayed itself
-    return SphereExplorer(s, m, config)
+    return SpherePicture(s, m, config) if in_colab() else SphereExplorer(s, m, config)
 
 
 # ---- 2-D matplotlib version -----------------------------------------------------------------------------

@@ -130,3 +130,22 @@ def test_sparsemax_loss_is_exactly_zero_past_its_margin():
     assert z_y - z_o == pytest.approx(1.0, abs=2 * 1.9 * THETAS[1])
     softmax = binary_loss_curve(arclib.make("arcface", s=1.9, m=0.2), THETAS, inter_angle=math.pi / 2)
     assert np.all(softmax > 0)
+
+
+def test_curve_explorer_redraws_its_picture_from_the_losses():
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("ipywidgets")
+    from arclib.curves import CurvePicture, explore_curves
+
+    explorer = explore_curves(s=64.0, m=0.5)
+    assert isinstance(explorer, CurvePicture)
+    first = explorer.png()
+    explorer.s_slider.value = 16.0
+    arcface = arclib.make("arcface", s=16.0, m=0.5)
+    logit, slope = target_logit_curve(arcface, explorer.thetas, scaled=True)
+    line_value, line_slope, line_loss = explorer.lines[3]  # ArcFace with the continuous tail
+    np.testing.assert_allclose(line_value.get_ydata(), logit)
+    np.testing.assert_allclose(line_slope.get_ydata(), slope)
+    np.testing.assert_allclose(line_loss.get_ydata(), binary_loss_curve(arcface, explorer.thetas, math.pi / 6))
+    assert explorer.status() == "Cosine-family curves at s = 16.0, m = 0.50"
+    assert explorer.png() != first

@@ -74,25 +74,62 @@ def test_sample_losses_grow_with_the_margin(config):
     assert all(np.all(b > a) for a, b in zip(losses, losses[1:]))
 
 
-def test_sphere_figure_traces(config, mesh):
-    fig = sphere.sphere_figure(16.0, 0.3, config, mesh)
+def test_icosphere_is_even_and_checks_its_argument():
+    mesh = sphere.icosphere(3)
+    assert (len(mesh.vertices), len(mesh.faces)) == (642, 1280)
+    np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 1.0)
+    assert mesh.areas.sum() == pytest.approx(4 * math.pi, rel=0.01)
+    assert mesh.areas.max() / mesh.areas.min() < 1.5  # nearly equal faces, no crowding at the poles
+    with pytest.raises(ValueError, match="subdivisions"):
+        sphere.icosphere(9)
+
+
+@pytest.fixture(scope="module")
+def ico():
+    return sphere.icosphere(3)
+
+
+def _zone(colours) -> int:
+    return sum(c == sphere.MARGIN_COLOUR for c in colours)
+
+
+def test_sphere_figure_colours_every_vertex_and_explains_every_mark(config, ico):
+    fig = sphere.sphere_figure(16.0, 0.3, config, ico)
     assert isinstance(fig, plotly.graph_objects.Figure)
-    assert fig.data[0].type == "mesh3d" and len(fig.data[0].intensity) == len(mesh.faces)
+    assert fig.data[0].type == "mesh3d" and len(fig.data[0].vertexcolor) == len(ico.vertices)
+    assert fig.data[1].intensitymode == "vertex" and len(fig.data[1].intensity) == len(sphere.icosphere(3).vertices)
     assert len(fig.data[2].x) == len(config.labels)
-    assert "synthetic" in fig.layout.title.text
+    assert "m = 0.30" in fig.layout.title.text
+    assert any("synthetic" in a.text for a in fig.layout.annotations)
+    names = " | ".join(t.name for t in fig.data if t.showlegend is not False)
+    for mark in ("margin zone", "past its margin", "not yet past", "centre W", "loss"):
+        assert mark in names
+    # nothing above the frame: subplot titles sit inside the plotting area, the title has a top margin
+    assert all(a.y <= 1.0 for a in fig.layout.annotations if a.yref == "paper" and a.text.startswith(("class", "p(")))
+    assert fig.layout.margin.t >= 60
 
 
-def test_explorer_redraws_when_sliders_are_set_from_code(config, mesh):
-    ex = sphere.SphereExplorer(16.0, 0.0, config, mesh)
-    region_before = np.array(ex.figure.data[0].intensity)
+def test_vertex_colours_blend_only_along_the_region_edges(config):
+    def mixed_fraction(mesh):  # faces whose corners differ in colour: plotly blends them, an edge runs through
+        colours = np.array(sphere.sphere_figure(16.0, 0.3, config, mesh).data[0].vertexcolor)
+        f = mesh.faces
+        return ((colours[f[:, 0]] != colours[f[:, 1]]) | (colours[f[:, 1]] != colours[f[:, 2]])).mean()
+
+    coarse, fine = mixed_fraction(sphere.icosphere(3)), mixed_fraction(sphere.icosphere(4))
+    assert 0 < fine < coarse / 1.6  # a line through the faces: half as many of four times finer faces
+
+
+def test_explorer_redraws_when_sliders_are_set_from_code(config, ico):
+    ex = sphere.SphereExplorer(16.0, 0.0, config, ico)
+    region_before = list(ex.figure.data[0].vertexcolor)
     prob_before = np.array(ex.figure.data[1].intensity)
     sizes_before = np.array(ex.figure.data[3].marker.size)
 
     ex.m_slider.value = 0.5
-    region_after = np.array(ex.figure.data[0].intensity)
-    assert (region_after == 0).sum() > (region_before == 0).sum()  # margin zone (value 0) grows
-    for j in range(1, config.num_classes + 1):
-        assert (region_after == j).sum() <= (region_before == j).sum()
+    region_after = list(ex.figure.data[0].vertexcolor)
+    assert _zone(region_after) > _zone(region_before) == 0  # the margin zone opens
+    for colour in sphere.CLASS_COLOURS[:config.num_classes]:
+        assert region_after.count(colour) <= region_before.count(colour)
     assert "m = 0.50" in ex.figure.layout.title.text
     sizes_after = np.array(ex.figure.data[3].marker.size)  # size grows with the loss, the loss with m
     assert np.all(sizes_after >= sizes_before) and sizes_after.sum() > sizes_before.sum()
@@ -100,11 +137,11 @@ def test_explorer_redraws_when_sliders_are_set_from_code(config, mesh):
     ex.s_slider.value = 64.0
     prob_after = np.array(ex.figure.data[1].intensity)
     assert prob_after.mean() > prob_before.mean()  # sharper probabilities
-    np.testing.assert_array_equal(np.array(ex.figure.data[0].intensity), region_after)  # s leaves regions
+    assert list(ex.figure.data[0].vertexcolor) == region_after  # s leaves regions
 
 
-def test_time_slider_updates_runs_the_callback(config, mesh):
-    ex = sphere.SphereExplorer(16.0, 0.0, config, mesh)
+def test_time_slider_updates_runs_the_callback(config, ico):
+    ex = sphere.SphereExplorer(16.0, 0.0, config, ico)
     sphere.time_slider_updates(ex.m_slider, [0.2, 0.4])
     assert ex.m_slider.value == 0.4 and "m = 0.40" in ex.figure.layout.title.text
 
@@ -115,23 +152,56 @@ def test_explore_picks_the_viewer_by_kernel(monkeypatch, config):
     import types
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    shown = []
-    monkeypatch.setattr(plotly.graph_objects.Figure, "show", lambda self, *a, **k: shown.append(self))
-    sphere.explore(config=config)
-    assert shown and isinstance(shown[0], plotly.graph_objects.Figure)
+    assert isinstance(sphere.explore(config=config), sphere.SpherePicture)  # no plotly inside widgets on Colab
 
 
-def test_kernel_free_figure_has_one_step_per_grid_value(config, mesh):
+def test_kernel_free_figure_has_one_step_per_grid_value(config, ico):
     s_values, m_values = (2.0, 8.0, 16.0, 64.0), (0.0, 0.2, 0.4, 0.6)
-    fig = sphere.sphere_slider_figure(s_values, m_values, config, mesh)
+    fig = sphere.sphere_slider_figure(s_values, m_values, config, ico)
     m_slider, s_slider = fig.layout.sliders
     assert [st.label for st in m_slider.steps] == [f"{m:.2f}" for m in m_values]
     assert [st.label for st in s_slider.steps] == [f"{s:g}" for s in s_values]
-    zones = [np.sum(np.array(st.args[0]["intensity"][0]) == 0) for st in m_slider.steps]
+    zones = [_zone(st.args[0]["vertexcolor"][0]) for st in m_slider.steps]
     assert zones[0] == 0 and all(b > a for a, b in zip(zones, zones[1:]))
     sharp = [np.mean(st.args[0]["intensity"][0]) for st in s_slider.steps]
     assert all(b > a for a, b in zip(sharp, sharp[1:]))
     assert all(st.method == "restyle" for st in (*m_slider.steps, *s_slider.steps))
+
+
+def _picture_pixels(picture) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(picture.png())).convert("RGB"))
+
+
+def test_sphere_picture_follows_its_sliders(config):
+    pytest.importorskip("matplotlib")
+    picture = sphere.SpherePicture(16.0, 0.0, config, resolution=60)
+    grey = np.array([int(sphere.MARGIN_COLOUR[k:k + 2], 16) for k in (1, 3, 5)])
+
+    def grey_pixels(pixels):  # the margin zone, shaded: grey channels, close to the margin colour
+        close = np.abs(pixels.astype(int) - grey).max(-1) < 60
+        return int((close & (np.ptp(pixels.astype(int), axis=-1) < 4)).sum())
+
+    before = _picture_pixels(picture)
+    picture.m_slider.value = 0.6
+    after = _picture_pixels(picture)
+    assert grey_pixels(after) > grey_pixels(before) + 500
+    assert "m = 0.60" in picture.status() and picture.not_past > 0
+    picture.s_slider.value = 64.0
+    assert "s = 64.0" in picture.status() and not np.array_equal(_picture_pixels(picture), after)
+    with pytest.raises(ValueError, match="3-D"):
+        sphere.SpherePicture(config=sphere.synthetic_config(dim=2))
+
+
+def test_sphere_still_is_a_plain_figure(config):
+    pytest.importorskip("matplotlib")
+    fig = sphere.sphere_still(16.0, 0.3, config, resolution=40)
+    assert not fig.findobj(lambda a: a.get_animated())  # savefig and the inline backend draw everything
+    texts = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+    assert "margin zone" in texts and "not yet past" in texts and "m = 0.30" in texts
 
 
 def test_circle_figure_draws(config):
