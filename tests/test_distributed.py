@@ -53,3 +53,16 @@ def test_bad_arguments():
         sharded(torch.randn(5, 4), torch.full((5,), 20))
     with pytest.raises(ValueError, match=r"world_size must be in \[1, 64\]"):
         launch(compare_with_one_process, 0)
+
+
+def test_sharded_benchmark_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "sharded.py"), "--classes", "300", "--batch", "8",
+                           "--dim", "4", "--processes", "2", "--steps", "1", "--chunk-size", "64"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 2 |" in proc.stdout and "follow 8·P + 8·N·d + 20·N (P > 1): yes" in proc.stdout
