@@ -4,7 +4,9 @@
     python scripts/figures.py --manifest # only rewrite the manifest from the notebooks' save_figure calls
 
 Notebooks save their figures with ``arclib.config.save_figure(fig, "NAME")`` (a no-op in quick mode), so executing
-a notebook in full mode rewrites its PNGs. The browser screenshot comes from ``tests/test_browser.py``.
+a notebook in full mode rewrites its PNGs. The browser screenshot, 06_browser_explorer.png, is taken by
+``tests/test_browser.py`` (JupyterLab + Chromium), which this script runs with ``ARCLIB_BROWSER_FIGURE`` set: the
+test alone writes only to its temporary folder.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVE_RE = re.compile(r"""save_figure\(\s*[\w.]+\s*,\s*f?["']([\w\-{}]+)["']""")
-OTHER_SOURCES = {"06_browser_explorer": "tests/test_browser.py (JupyterLab + Chromium screenshot, `make test`)"}
+BROWSER_FIGURE = "06_browser_explorer"
+OTHER_SOURCES = {BROWSER_FIGURE: "tests/test_browser.py (JupyterLab + Chromium screenshot), run by `make figures`"}
 
 
 def figures_by_notebook() -> dict[str, list[str]]:
@@ -47,6 +51,19 @@ def manifest() -> str:
     return "\n".join(lines) + "\n"
 
 
+def browser_screenshot(path: Path) -> None:
+    """Run the browser test with ARCLIB_BROWSER_FIGURE=path; say so if it skipped or failed (path unchanged)."""
+    before = path.stat().st_mtime if path.exists() else None
+    env = dict(os.environ, ARCLIB_BROWSER_FIGURE=str(path))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                          str(ROOT / "tests" / "test_browser.py")], env=env, cwd=ROOT, capture_output=True, text=True)
+    after = path.stat().st_mtime if path.exists() else None
+    if run.returncode != 0 or after is None or after == before:
+        print(f"{path.name}: NOT updated (tests/test_browser.py: {run.stdout.strip().splitlines()[-1:]})")
+    else:
+        print(f"{path.name}: screenshot from tests/test_browser.py")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", action="store_true", help="only rewrite figures/MANIFEST.md")
@@ -58,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             print(f"{path.name}: executed in {execute(path, timeout=7200):.0f} s", flush=True)
+        browser_screenshot(ROOT / "figures" / f"{BROWSER_FIGURE}.png")
     (ROOT / "figures" / "MANIFEST.md").write_text(manifest())
     print("wrote figures/MANIFEST.md")
     return 0

@@ -1,7 +1,9 @@
 """The hypersphere chapter in a real browser: JupyterLab on loopback, Chromium driven by Playwright.
 
 Runs notebook 06 (quick mode) top to bottom, moves the explorer's s and m sliders with the keyboard, and asserts
-that the plotly figure in the page changed; saves a screenshot as figures/06_browser_explorer.png.
+that the plotly figure in the page changed; takes a screenshot of the explorer in the test's temporary folder.
+``make figures`` runs this test with ``ARCLIB_BROWSER_FIGURE`` naming where the screenshot goes
+(figures/06_browser_explorer.png); ``make test`` writes nothing in the repository.
 Skipped, with the reason, where Chromium or Playwright is missing (.ci/run installs both).
 """
 
@@ -18,8 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from arclib import config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = next(iter(sorted((ROOT / "notebooks").glob("06_*.ipynb"))), None)
@@ -105,7 +105,7 @@ def _press(page, label: str, key: str, times: int) -> None:
         page.keyboard.press(key)
 
 
-def test_sliders_redraw_the_sphere_in_jupyterlab(jupyterlab):
+def test_sliders_redraw_the_sphere_in_jupyterlab(jupyterlab, tmp_path):
     url, token = jupyterlab
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM,
@@ -143,9 +143,10 @@ def test_sliders_redraw_the_sphere_in_jupyterlab(jupyterlab):
                 news.first.click()
             out = page.locator(".jp-OutputArea-output", has=page.locator(".widget-label", has_text="scale s"))
             out.first.scroll_into_view_if_needed()
-            path = config.figures_dir() / "06_browser_explorer.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = tmp_path / "06_browser_explorer.png"
             out.first.screenshot(path=str(path))
             assert path.stat().st_size > 10_000
+            if os.environ.get("ARCLIB_BROWSER_FIGURE"):  # set by scripts/figures.py only
+                shutil.copy(path, os.environ["ARCLIB_BROWSER_FIGURE"])
         finally:
             browser.close()
