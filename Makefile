@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.arclib-installed
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook_connected
 export MPLBACKEND ?= Agg
 
-.PHONY: lab test unit figures report execute benchmark clean
+.PHONY: lab test unit figures report execute benchmark site colab-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,17 @@ figures: $(STAMP)
 ## The series as one PDF (introduction, chapters with their committed outputs, conclusion): build/arclib-report.pdf
 report: $(STAMP)
 	$(BIN)/python scripts/report.py --out build/arclib-report.pdf
+
+## The series as a static website, offline: README as the landing page, chapters with their committed outputs,
+## math and plotly served from the site itself (Sphinx + MyST-NB, config in site/): build/site/index.html
+site: $(STAMP)
+	$(BIN)/python -m sphinx -b html -q -E -W --keep-going -c site . build/site
+	@echo "open build/site/index.html"
+
+## Every notebook in quick mode in a venv with Colab's package set and a kernel standing in for Colab (minutes;
+## the venv, ~/.cache/arclib/colab-venv, takes about 6 GB). Colab's lists come from ../shared/colab.
+colab-check: $(STAMP)
+	$(BIN)/python scripts/colab_check.py
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/loss_overhead.py
