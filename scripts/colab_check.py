@@ -6,23 +6,24 @@
 What it does, in order:
 
 1. A venv (Python of this machine) with this machine's torch pair (Colab keeps its own torch; the install cell
-   never asks for one) and, under Colab's constraints file, the packages arclib and the notebooks use
-   (ipykernel 6.17.1, ipywidgets 7.7.1, plotly 5.24.1, numpy, matplotlib, ...). It then checks that every package
-   in the venv that Colab also has is at Colab's version.
-2. ``pip install --dry-run --report`` of the install cell's command (the cell's URL pointed at this clone's
-   committed HEAD, ``git+file://``): it fails if pip would install, upgrade or downgrade any package Colab pins.
+   never asks for one) and the packages arclib and the notebooks use, each at Colab's version, their dependencies
+   under Colab's constraints (ipykernel 6.17.1, ipywidgets 7.7.1, plotly 5.24.1, numpy 2.1.3, ...). It checks that
+   every package in the venv that Colab also has is at Colab's version.
+2. ``pip install --dry-run --report`` of the install cell's command, its URL pointed at this clone's HEAD commit
+   (``git+file://...@commit``): it fails if pip would install, upgrade or downgrade any package Colab pins
+   (except what only this machine's torch asks for, which is printed).
 3. A kernel that stands in for Colab: a small ``google.colab`` package imported at kernel start (an IPython
    startup file) and ``COLAB_NOTEBOOK_ID`` set -- plotly detects Colab by either, arclib by the import -- and no
    PLOTLY_RENDERER / MPLBACKEND from this shell.
-4. Every notebook, in quick mode (``ARCLIB_QUICK=1``), executed top to bottom by nbclient in an empty folder (as
-   Colab's /content), with its ``colab-install`` cell run for real (so arclib comes from that cell), and one
-   extra cell that asserts what the kernel saw: Colab detected, plotly's renderer "colab", arclib imported from
-   the venv's site-packages.
+4. Every notebook as committed at that same commit, in quick mode (``ARCLIB_QUICK=1``), executed top to bottom by
+   nbclient in an empty folder (as Colab's /content), its ``colab-install`` cell run for real (so arclib comes
+   from that cell), then one extra cell that asserts what the kernel saw: Colab detected, plotly's renderer
+   "colab", arclib imported from the venv's site-packages.
 
 Colab's package lists come from ``../shared/colab`` next to the repository (``--colab-dir`` to change):
 ``colab-pip-freeze.txt`` (Colab's published ``pip freeze``) and ``constraints.txt`` (the same without URL
-installs). The venv is reused; each run first puts its packages back at Colab's versions. Building it takes minutes and
-about 6 GB (the torch pair); CI runs only the cheap parts (tests/test_colab_check.py).
+installs). The venv is reused; each run first puts its packages back at Colab's versions. Building it takes
+minutes and about 6 GB (the torch pair); CI runs only the cheap parts (tests/test_colab_check.py).
 """
 
 from __future__ import annotations
@@ -213,10 +214,10 @@ def venv_freeze(python: Path) -> dict[str, str]:
     return {normalize(p["name"]): p["version"] for p in json.loads(out)}
 
 
-def dry_run(python: Path, pins: dict[str, str], workdir: Path) -> list[str]:
+def dry_run(python: Path, pins: dict[str, str], workdir: Path, commit: str) -> list[str]:
     """What the install cell would install into the venv; raises if it would change a package Colab pins."""
     report = workdir / "pip-report.json"
-    args = install_command(local_url())
+    args = install_command(f"{local_url()}@{commit}")
     # Colab has no constraint file: ignore this machine's (pip.conf) too, so pip resolves as it would there.
     env = dict(os.environ, PIP_CONFIG_FILE=os.devnull)
     cmd = [str(python), "-m", "pip", *args[:-1], "--dry-run", "--report", str(report), args[-1]]
@@ -233,28 +234,33 @@ def dry_run(python: Path, pins: dict[str, str], workdir: Path) -> list[str]:
     return would
 
 
-def prepare(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Point the install cell at this clone and append the probe cell."""
+def prepare(nb: nbformat.NotebookNode, commit: str | None = None) -> nbformat.NotebookNode:
+    """Point the install cell at this clone (at ``commit``, else its HEAD) and append the probe cell."""
     public = f"git+{colab.repository_url()}"
     cells = [c for c in nb.cells if c.cell_type == "code" and "colab-install" in c.metadata.get("tags", [])]
     if not cells or public not in cells[0].source:
         raise SystemExit(f"no colab-install cell installing {public} (run python scripts/colab.py)")
-    cells[0].source = cells[0].source.replace(public, f"git+{local_url()}")
+    cells[0].source = cells[0].source.replace(public, f"git+{local_url()}" + (f"@{commit}" if commit else ""))
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     return nb
 
 
-def run_notebook(path: Path, workdir: Path, timeout: int) -> tuple[bool, float, str]:
+def run_notebook(path: Path, workdir: Path, timeout: int, commit: str) -> tuple[bool, float, str]:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = prepare(nbformat.read(path, as_version=4))
+    # the notebook as committed, like the arclib its install cell brings: one commit, as a reader on Colab gets it
+    relative = path.resolve().relative_to(ROOT).as_posix()
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{relative}"], capture_output=True, text=True,
+                          check=True).stdout
+    nb = prepare(nbformat.reads(text, as_version=4), commit)
     content = workdir / "content" / path.stem  # like Colab's /content: not the repository
     content.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME,
-                       resources={"metadata": {"path": str(content)}}).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(content)}},
+                       on_cell_execute=lambda cell, cell_index: print(f"  cell {cell_index}", flush=True)
+                       ).execute()
     except CellExecutionError as err:
         return False, time.perf_counter() - start, str(err).strip().splitlines()[-1][:300]
     seen = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream").strip()
@@ -266,14 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--colab-dir", type=Path, default=DEFAULT_COLAB_DIR)
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     args = parser.parse_args(argv)
     freeze_file = args.colab_dir / "colab-pip-freeze.txt"
     if not freeze_file.is_file() or not (args.colab_dir / "constraints.txt").is_file():
         parser.error(f"--colab-dir {args.colab_dir} must hold colab-pip-freeze.txt and constraints.txt")
     pins = read_pins(freeze_file)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+    # one commit for the whole run (others may commit meanwhile): the dry run and every install cell use it
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
 
     start = time.perf_counter()
@@ -288,21 +295,21 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="colab-check-") as tmp:
         workdir = Path(tmp)
-        would_install = dry_run(python, pins, workdir)
-        print(f"install cell (HEAD {head}) would install: {', '.join(would_install)}; "
+        would_install = dry_run(python, pins, workdir, head)
+        print(f"install cell (commit {head[:7]}) would install: {', '.join(would_install)}; "
               "it changes no Colab package that Colab's own torch leaves alone")
         kernel_environment()
         write_kernelspec(workdir / "jupyter", python, write_standin(workdir / "standin"))
         os.environ["JUPYTER_PATH"] = str(workdir / "jupyter")
         results = []
         for path in paths:
-            ok, seconds, detail = run_notebook(path, workdir, args.timeout)
+            ok, seconds, detail = run_notebook(path, workdir, args.timeout, head)
             results.append((path.name, ok, seconds, detail))
             print(f"{'PASS' if ok else 'FAIL'} {path.name}: {seconds:.0f} s  {detail}", flush=True)
     failed = [name for name, ok, _, _ in results if not ok]
     total = sum(seconds for _, _, seconds, _ in results)
     print(f"\n{len(results) - len(failed)}/{len(results)} notebooks ran in the Colab stand-in ({total:.0f} s of "
-          f"notebooks, {time.perf_counter() - start:.0f} s in all; arclib from HEAD {head})")
+          f"notebooks, {time.perf_counter() - start:.0f} s in all; arclib from commit {head[:7]})")
     return 1 if failed else 0
 
 
