@@ -10,6 +10,7 @@ Skipped, with the reason, where Chromium or Playwright is missing (.ci/run insta
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -47,6 +48,19 @@ FIGURE_JS = """() => {
   if (!gd || !gd.data) return null;
   return {title: gd.layout.title.text, data: JSON.stringify(gd.data.map(t => [t.intensity, t.marker]))};
 }"""
+
+
+# True once the figure's title shows the value the slider labelled `label` reads out (its `symbol = value`): the
+# kernel has caught up with every key press.
+CAUGHT_UP_JS = """([label, symbol]) => {
+  const slider = [...document.querySelectorAll('.widget-slider')]
+      .find(w => w.querySelector('.widget-label') && w.querySelector('.widget-label').textContent.trim() === label);
+  const readout = slider && slider.querySelector('.widget-readout');
+  const f = (FIGURE)();
+  if (!readout || !f) return false;
+  const shown = f.title.match(new RegExp(symbol + ' = ([0-9.]+)'));
+  return !!shown && Math.abs(parseFloat(shown[1]) - parseFloat(readout.textContent || readout.value)) < 1e-6;
+}""".replace("FIGURE", FIGURE_JS)
 
 
 KERNEL_IDLE_JS = """() => {
@@ -98,6 +112,13 @@ def jupyterlab(tmp_path):
         log.close()
 
 
+def _s_and_m(title: str) -> tuple[float, float]:
+    """The explorer's title names the slider values it was drawn for: 's = 16.0, m = 0.40; ...'."""
+    found = re.search(r"s = ([\d.]+), m = ([\d.]+)", title)
+    assert found, f"no 's = ..., m = ...' in the figure's title {title!r}"
+    return float(found.group(1)), float(found.group(2))
+
+
 def _press(page, label: str, key: str, times: int) -> None:
     handle = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label)).locator(".noUi-handle")
     handle.first.focus()
@@ -124,18 +145,20 @@ def test_sliders_redraw_the_sphere_in_jupyterlab(jupyterlab, tmp_path):
             page.wait_for_function("(() => { const w = window.jupyterapp.shell.currentWidget;"
                                    " return w.sessionContext.session.kernel.status === 'idle'; })", timeout=300_000)
             before = page.evaluate(FIGURE_JS)
-            assert "s = 16.0, m = 0.30" in before["title"], before["title"]
+            s0, m0 = _s_and_m(before["title"])
 
-            _press(page, "scale s", "ArrowRight", 8)  # s: 16 → 24 in steps of 1
-            page.wait_for_function(f"(() => {{ const f = ({FIGURE_JS})(); return f && f.title.includes('s = 24.0'); }})",
-                                   timeout=120_000)
+            _press(page, "scale s", "ArrowRight", 8)  # s up by eight steps
+            page.wait_for_function(CAUGHT_UP_JS, arg=["scale s", "s"], timeout=120_000)
             after_s = page.evaluate(FIGURE_JS)
+            s1, m1 = _s_and_m(after_s["title"])
+            assert s1 > s0 and m1 == m0, (before["title"], after_s["title"])
             assert after_s["data"] != before["data"], "moving s did not change the figure's data"
 
-            _press(page, "margin m", "ArrowRight", 4)  # m: 0.30 → 0.50 in steps of 0.05
-            page.wait_for_function(f"(() => {{ const f = ({FIGURE_JS})(); return f && f.title.includes('m = 0.50'); }})",
-                                   timeout=120_000)
+            _press(page, "margin m", "ArrowLeft", 2)  # m down by two steps
+            page.wait_for_function(CAUGHT_UP_JS, arg=["margin m", "m"], timeout=120_000)
             after_m = page.evaluate(FIGURE_JS)
+            s2, m2 = _s_and_m(after_m["title"])
+            assert s2 == s1 and m2 < m1, (after_s["title"], after_m["title"])
             assert after_m["data"] != after_s["data"], "moving m did not change the figure's data"
 
             news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's "get news?" toast
