@@ -158,14 +158,16 @@ class ShardedMarginLoss(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
-        """The nearest class centre (largest cos θ) over all shards, for this rank's ``x``."""
-        x_hat = F.normalize(x.float(), dim=1, eps=EPS)
+        """The nearest class centre (largest cos θ) over all shards, for this rank's ``x`` (the same batch size
+        on every rank): every rank scores the gathered batch against its own centres."""
+        rank, rows = world()[0], x.shape[0]
+        x_hat = F.normalize(all_gather(x.float()), dim=1, eps=EPS)
         cos = x_hat @ F.normalize(self.weight.float(), dim=1, eps=EPS).T
         best, where = cos.max(dim=1)
         best_all = all_reduce(best.clone(), dist.ReduceOp.MAX)
         # the owner of the best centre reports its index; ties across ranks go to the lowest class index
-        index = torch.where(best == best_all, where + self.start, self.num_classes)
-        return all_reduce(index, dist.ReduceOp.MIN)
+        index = all_reduce(torch.where(best == best_all, where + self.start, self.num_classes), dist.ReduceOp.MIN)
+        return index[rank * rows:(rank + 1) * rows]
 
     def extra_repr(self) -> str:
         return f"classes {self.start}:{self.end} of {self.num_classes}, embedding_dim={self.embedding_dim}"
@@ -255,3 +257,55 @@ def compare_with_one_process(name: str = "arcface", num_classes: int = 50, embed
                                            zip(backbone.parameters(), ref_backbone.parameters(), strict=True)),
         "W after a step error": _relative_error(sharded.weight.detach(), whole.head.weight.detach()[start:end]),
     }
+
+
+def train_synthetic(num_classes: int = 10_000, steps: int = 100, batch: int = 256, in_features: int = 64,
+                    embedding_dim: int = 32, lr: float = 32.0, seed: int = 0) -> dict[str, Any]:
+    """Run on every rank (or in one process without torch.distributed): train a linear embedding and sharded
+    ArcFace on synthetic identities, ``num_classes`` of them, each a random point in R^in_features whose samples
+    are that point plus noise. Every rank draws the same global batch per step and keeps its own rows, so any
+    number of processes trains the very same model. Returns the loss per step, this rank's shard range and W
+    shard, the backbone's weights and the accuracy (nearest centre over all shards) on fresh samples of the
+    classes seen in training. The step size is large because only directions matter (features and centres are
+    normalised) and each centre gets a 1/batch share of the mean loss's gradient."""
+    from arclib.losses import make
+
+    rank, world_size = world()
+    if batch % world_size:
+        raise ValueError(f"batch must be a multiple of the number of processes ({world_size}), got {batch}")
+    gen = torch.Generator().manual_seed(seed)
+    identities = torch.randn(num_classes, in_features, generator=gen)
+    backbone = nn.Linear(in_features, embedding_dim)
+    with torch.no_grad():
+        backbone.weight.copy_(torch.randn(embedding_dim, in_features, generator=gen) / in_features ** 0.5)
+        backbone.bias.zero_()
+    start, end = shard_range(num_classes, rank, world_size)
+    weight = torch.randn(num_classes, embedding_dim, generator=gen)[start:end]  # the same W, this rank's rows
+    loss = ShardedMarginLoss(make("arcface", s=30.0, m=0.3), num_classes, embedding_dim, weight=weight)
+    optimiser = torch.optim.SGD([*backbone.parameters(), *loss.parameters()], lr=lr, momentum=0.9)
+    rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
+    losses, seen = [], torch.zeros(num_classes, dtype=torch.bool)
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        labels = torch.randint(0, num_classes, (n,), generator=gen)
+        return identities[labels] + 0.5 * torch.randn(n, in_features, generator=gen), labels
+
+    for _ in range(steps):
+        inputs, labels = draw(batch)
+        seen[labels] = True
+        optimiser.zero_grad()
+        value = loss(backbone(inputs[rows]), labels[rows])
+        value.backward()
+        sum_gradients(backbone)
+        optimiser.step()
+        losses.append(value.item())
+    test_labels = seen.nonzero().squeeze(1)[:batch * 4]
+    test_labels = test_labels[:len(test_labels) // world_size * world_size]
+    inputs = identities[test_labels] + 0.5 * torch.randn(len(test_labels), in_features, generator=gen)
+    part = slice(rank * len(test_labels) // world_size, (rank + 1) * len(test_labels) // world_size)
+    with torch.no_grad():
+        predicted = loss.predict(backbone(inputs[part]))
+        correct = all_reduce((predicted == test_labels[part]).sum())
+    return {"losses": losses, "shard": (start, end), "weight": loss.weight.detach().clone(),
+            "backbone": backbone.weight.detach().clone(), "accuracy": correct.item() / len(test_labels),
+            "classes seen": int(seen.sum())}

@@ -66,3 +66,16 @@ def test_sharded_benchmark_runs(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| 2 |" in proc.stdout and "follow 8·P + 8·N·d + 20·N (P > 1): yes" in proc.stdout
+
+
+def test_training_on_two_processes_is_training_on_one():
+    from arclib.distributed import train_synthetic
+
+    settings = dict(num_classes=50, steps=3, batch=8, in_features=4, embedding_dim=3, lr=1.0)
+    one = train_synthetic(**settings)
+    two = launch(train_synthetic, 2, *settings.values())
+    torch.testing.assert_close(torch.tensor(two[0]["losses"]), torch.tensor(one["losses"]), rtol=1e-5, atol=0)
+    # 1e-5 relative to W's scale (an entry near zero carries the rounding of the others)
+    scale = float(one["weight"].abs().max())
+    torch.testing.assert_close(torch.cat([r["weight"] for r in two]), one["weight"], rtol=1e-5, atol=1e-5 * scale)
+    assert two[0]["accuracy"] == two[1]["accuracy"] == one["accuracy"]
