@@ -24,7 +24,7 @@ lab: $(STAMP)
 
 ## The whole suite: lint, unit tests, and nbval over every notebook in quick mode.
 test: $(STAMP)
-	$(BIN)/ruff check arclib tests benchmarks scripts notebooks
+	$(BIN)/ruff check arclib tests benchmarks scripts notebooks site
 	ARCLIB_QUICK=1 $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
