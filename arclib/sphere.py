@@ -373,7 +373,8 @@ class SphereExplorer(ScaleMarginExplorer):
 
     def __init__(self, s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
                  mesh: Mesh | None = None) -> None:
-        self.config, self.mesh, self.prob_mesh = config or synthetic_config(), mesh or icosphere(4), icosphere(3)
+        # probabilities on a finer mesh than the kernel-free figure (nothing of this one is stored in the notebook)
+        self.config, self.mesh, self.prob_mesh = config or synthetic_config(), mesh or icosphere(4), icosphere(4)
         super().__init__(sphere_figure(s, m, self.config, self.mesh, prob_mesh=self.prob_mesh), s, m)
 
     def update(self, s: float, m: float) -> None:
@@ -414,6 +415,10 @@ class _Disc:
         screen = np.stack([x[self.inside], y[self.inside], depth[self.inside]], 1)
         self.points = (screen @ self.basis).astype(np.float32)  # world coordinates of the visible points
 
+    def world(self, mask: np.ndarray) -> np.ndarray:
+        """World coordinates of the pixels in ``mask`` (a subset of ``inside``), in the order numpy indexes them."""
+        return self.points[mask[self.inside]]
+
     def project(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Screen (x, y) of unit vectors, and which of them face this view."""
         screen = world @ self.basis.T
@@ -433,51 +438,56 @@ class SpherePicture(LivePicture):
     their margin) or ✕ (not yet), sized by their ArcFace loss in the bottom row; ★ the class centres.
 
     Colours are computed per pixel, so region edges are as smooth as the image. A ``LivePicture``: redrawn by an
-    s slider and an m slider through a display handle — the live explorer on Colab, and the still that GitHub
-    and print show (``sphere_still``).
+    s slider and an m slider through a display handle — the live explorer on Colab. Live, each disc is computed at
+    the screen's own pixel size and written straight into the canvas (``paint``), only the half that changed (m
+    recolours the regions, s the probabilities). ``sphere_still`` draws the same as ordinary images instead.
     """
 
     s_description, m_description = "s", "m"  # "scale s" labels the FigureWidget explorer (tests/test_browser.py)
+    dpi = 72
 
     def __init__(self, s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
-                 resolution: int = 150) -> None:
+                 resolution: int | None = None) -> None:
         self.config = config or synthetic_config()
         if self.config.centres.shape[1] != 3:
             raise ValueError("SpherePicture needs a 3-D configuration (synthetic_config(dim=3))")
-        self.discs = [_Disc(resolution, back) for back in (False, True)]
-        for disc in self.discs:
-            disc.centres = self.config.centres.astype(np.float32)
+        self.resolution = resolution  # None: live, painted at the screen's pixel size; a number: images (the still)
+        self.views = [_Disc(3, back) for back in (False, True)]  # for projecting markers; pixels come later
+        self.centres32 = self.config.centres.astype(np.float32)
+        self._painted: dict[int, tuple] = {}
+        self._discs: dict[tuple[int, bool], _Disc] = {}
         super().__init__(s, m)
 
     def build(self, s: float, m: float):
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import BoundaryNorm
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
 
         fig = Figure(figsize=(9.6, 10.2), layout="constrained")
         grid = fig.subplots(2, 2)
-        self.images, self.markers = [], []
+        self.axes, self.markers, self.images = [], [], []
         rows = ("class regions at margin m", "p(nearest class) at scale s")
         for r, row in enumerate(grid):
-            for ax, disc, side in zip(row, self.discs, ("front", "back")):
-                image = ax.imshow(disc.image(np.ones((len(disc.points), 3))), extent=(-1, 1, -1, 1),
-                                  interpolation="none", animated=True)
+            for ax, view, back, side in zip(row, self.views, (False, True), ("front", "back")):
+                if self.resolution is not None:
+                    disc = _Disc(self.resolution, back)
+                    self.images.append((ax.imshow(disc.image(np.ones((len(disc.points), 3))), extent=(-1, 1, -1, 1),
+                                                  interpolation="antialiased", zorder=0), disc))
                 ax.add_patch(_circle_patch())
-                screen, visible = disc.project(self.config.centres)
+                screen, visible = view.project(self.config.centres)
                 for c in np.flatnonzero(visible):
                     ax.plot(*screen[c], marker="*", ms=15, color=CLASS_COLOURS[c], mec="white", mew=1.2, zorder=4,
                             animated=True)
                 past = ax.scatter([], [], marker="o", edgecolors="black", linewidths=0.6, animated=True, zorder=3)
                 not_past = ax.scatter([], [], marker="X", edgecolors="black", linewidths=0.6, animated=True,
                                       zorder=3)
-                self.images.append(image)
+                self.axes.append(ax)
                 self.markers.append((past, not_past))
                 ax.set_title(f"{rows[r]}, seen from the {side}", fontsize=11)
                 ax.set(xlim=(-1.08, 1.08), ylim=(-1.08, 1.08), aspect="equal")
                 ax.set_axis_off()
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import BoundaryNorm
-
         C = self.config.num_classes
         # p in bands of 0.1 (flat colours: the bands read as contour lines, and the PNG stays small)
         self.levels = np.round(np.arange(np.floor(10 / C) / 10, 1.0001, 0.1), 1)
@@ -498,31 +508,77 @@ class SpherePicture(LivePicture):
         self.rgb = _region_rgb(C)
         return fig
 
-    def update(self, s: float, m: float) -> None:
+    def _values(self, k: int, points: np.ndarray) -> np.ndarray:
+        """Per point of panel k: the region index + 1 (panels 0, 1, at m) or the p band (panels 2, 3, at s)."""
+        if k < 2:
+            return regions(points, self.centres32, self.m) + 1
+        return np.asarray(self.norm(probabilities(points, self.centres32, self.s).max(1)))
+
+    def _colours(self, k: int, values: np.ndarray) -> np.ndarray:
         import matplotlib
 
+        if k < 2:
+            return self.rgb[values]
+        return matplotlib.colormaps["viridis"](np.minimum(values, 255) / 255)[:, :3]  # the norm maps p to 0 … 255
+
+    def _disc(self, n: int, back: bool) -> _Disc:
+        """The pixel grid of one view, made once per size (a move reuses it)."""
+        if (n, back) not in self._discs:
+            self._discs[n, back] = _Disc(n, back)
+        return self._discs[n, back]
+
+    def _panel(self, k: int, n: int) -> np.ndarray:
+        """Panel k as an (n, n, 4) image, computed on a grid of half the size and refined where that grid changes
+        value: full-resolution edges for about a third of the work."""
+        half = self._disc((n + 1) // 2, back=k % 2 == 1)
+        coarse = np.full(half.inside.shape, -1)
+        coarse[half.inside] = self._values(k, half.points)
+        fine = np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:n, :n]
+        edge = np.zeros_like(coarse, dtype=bool)
+        edge[:-1] |= coarse[:-1] != coarse[1:]
+        edge[1:] |= coarse[:-1] != coarse[1:]
+        edge[:, :-1] |= coarse[:, :-1] != coarse[:, 1:]
+        edge[:, 1:] |= coarse[:, :-1] != coarse[:, 1:]
+        disc = self._disc(n, back=k % 2 == 1)
+        redo = np.repeat(np.repeat(edge, 2, 0), 2, 1)[:n, :n] & disc.inside
+        fine[~disc.inside] = 0
+        if redo.any():
+            fine[redo] = self._values(k, disc.world(redo))
+        return disc.image(self._colours(k, fine[disc.inside]))
+
+    def update(self, s: float, m: float) -> None:
         config = self.config
+        self.s, self.m = s, m
         losses = sample_losses(config, s, m)
         accepted = regions(config.embeddings, config.centres, m) == config.labels
         self.mean_loss, self.not_past = float(losses.mean()), int((~accepted).sum())
-        for k, disc in enumerate(self.discs):  # regions depend on m only, probabilities on s only
-            if m != getattr(self, "m", None):
-                region = regions(disc.points, disc.centres, m)
-                self.images[k].set_data(disc.image(self.rgb[region + 1]))
-            if s != getattr(self, "s", None):
-                p = probabilities(disc.points, disc.centres, s).max(1)
-                colours = matplotlib.colormaps["viridis"](self.norm(p))[:, :3]
-                self.images[2 + k].set_data(disc.image(colours))
-            screen, visible = disc.project(config.embeddings)
+        for k, view in enumerate(self.views):
+            screen, visible = view.project(config.embeddings)
             for row in (0, 1):
                 for marker, keep in zip(self.markers[2 * row + k], (accepted, ~accepted)):
                     keep = keep & visible
                     marker.set_offsets(screen[keep])
                     marker.set_facecolor([CLASS_COLOURS[c] for c in config.labels[keep]])
                     marker.set_sizes(28 + 90 * np.sqrt(losses[keep]) if row else np.full(keep.sum(), 34.0))
-        self.s, self.m = s, m
+        for k, (image, disc) in enumerate(self.images):  # the still: ordinary images
+            image.set_data(disc.image(self._colours(k, self._values(k, disc.points))))
         self.title.set_text(f"{self.status()}; {self.not_past} of {len(config.labels)} samples not yet past "
                             "their margin")
+
+    def paint(self, pixels: np.ndarray) -> None:
+        if self.images:
+            return
+        height = pixels.shape[0]
+        for k, ax in enumerate(self.axes):
+            key = self.m if k < 2 else self.s  # regions depend on m only, probabilities on s only
+            if self._painted.get(k, (None,))[0] != key:
+                (x0, y0), (x1, y1) = ax.transData.transform([[-1.0, -1.0], [1.0, 1.0]])
+                n, col, row = int(round(x1 - x0)), int(round(x0)), height - int(round(y1))
+                image = self._panel(k, n)
+                self._painted[k] = (key, row, col, image, (image[..., 3] > 0)[..., None])
+            _, row, col, image, inside = self._painted[k]
+            n = image.shape[0]
+            np.copyto(pixels[row:row + n, col:col + n], image, where=inside)
 
     def status(self) -> str:
         return _title(self.s, self.m, self.mean_loss)
@@ -535,7 +591,8 @@ def _circle_patch():
 
 
 def sphere_still(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None, resolution: int = 360):
-    """``SpherePicture`` at (s, m) as a plain matplotlib figure (no sliders): the sphere as GitHub and print see it."""
+    """``SpherePicture`` at (s, m) as a plain matplotlib figure (no sliders), each disc an ordinary image of
+    ``resolution`` pixels across: the sphere as GitHub and print see it."""
     picture = SpherePicture(s, m, config, resolution)
     for artist in picture.figure.findobj(lambda a: a.get_animated()):
         artist.set_animated(False)

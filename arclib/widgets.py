@@ -20,6 +20,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def in_colab() -> bool:
     """True inside Google Colab, whose ipywidgets 7 cannot run plotly's FigureWidget reliably."""
@@ -100,6 +102,10 @@ class LivePicture(_Sliders):
         """One line of text for front ends that show no image."""
         return type(self).__name__
 
+    def paint(self, pixels: np.ndarray) -> None:
+        """Write pixels straight into the canvas (H, W, 4 uint8, row 0 at the top) after the background and before
+        the animated artists: for images computed at the screen's own resolution, with no resampling."""
+
     def png(self, compress_level: int = 1) -> bytes:
         """The picture now, as PNG bytes: the kept background, then every animated artist on top. Moves encode
         fast (level 1); the first frame, which a saved notebook keeps, is compressed harder (level 9)."""
@@ -112,6 +118,7 @@ class LivePicture(_Sliders):
             changing = self.figure.findobj(lambda a: a.get_animated())
             self._changing = sorted(changing, key=lambda a: a.get_zorder())
         canvas.restore_region(self._background)
+        self.paint(np.asarray(canvas.buffer_rgba()))
         for artist in self._changing:
             if artist.get_visible():
                 self.figure.draw_artist(artist)

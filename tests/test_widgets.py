@@ -126,3 +126,18 @@ def test_in_colab_follows_the_google_colab_module(monkeypatch):
     assert not in_colab()
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert in_colab()
+
+
+def test_redraw_benchmark_prints_a_row_per_explorer():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "redraw.py"), "--moves", "1"],
+                          capture_output=True, text=True, cwd=root, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 0")]
+    assert len(rows) == 3 and all(row.count(" ms) |") == 2 for row in rows)
+    assert "- CPU:" in proc.stdout
