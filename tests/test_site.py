@@ -3,7 +3,8 @@
 Builds the site into a temporary folder with the same command as `make site` (warnings are errors), opens every
 page from file:// in Chromium driven by Playwright, with every request that is not a local file refused and
 recorded, and checks: the chapters are listed in order, each links to Colab at the notebook's badge address,
-images load, math is typeset by the site's own MathJax, and chapter 06's kernel-free slider redraws its figure.
+images load, no local file is missing, math is typeset by the site's own MathJax, no script fails, and chapter
+06's kernel-free slider redraws its figure.
 Skipped, with the reason, where Chromium, Playwright or Sphinx is missing (.ci/run installs Chromium).
 """
 
@@ -112,6 +113,16 @@ def page(browser):
     errors: list[str] = []
     new_page.on("pageerror", lambda err: errors.append(str(err)))
     new_page.errors = errors
+    missing: list[str] = []  # local files the site asks for but does not have (a script, an image, a font)
+
+    def failed(request):
+        # MathJax's hidden MathML copy for screen readers names TeX fonts the packaged MathJax leaves out (it
+        # draws with STIX-Web): the browser asks for them and nothing visible changes.
+        if request.url.startswith("file:") and "/mathjax/fonts/HTML-CSS/TeX/otf/" not in request.url:
+            missing.append(request.url)
+
+    new_page.on("requestfailed", failed)
+    new_page.missing = missing
     yield new_page
     context.close()
 
@@ -147,6 +158,7 @@ def test_every_page_offline_with_images_math_and_colab_links(site, page):
             assert state["next"] == chapters[number + 1].as_uri(), f"{chapter.name}: next is {state['next']}"
     assert typeset > 100, f"only {typeset} formulas typeset in the whole series"
     assert page.refused == [], f"requests that would leave the machine: {page.refused[:5]}"
+    assert page.missing == [], f"files the site lacks: {page.missing[:5]}"
     assert page.errors == [], f"JavaScript errors: {page.errors[:3]}"
 
 
