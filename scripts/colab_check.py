@@ -278,10 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     if not freeze_file.is_file() or not (args.colab_dir / "constraints.txt").is_file():
         parser.error(f"--colab-dir {args.colab_dir} must hold colab-pip-freeze.txt and constraints.txt")
     pins = read_pins(freeze_file)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    # one commit for the whole run (others may commit meanwhile): the dry run and every install cell use it
+    # one commit for the whole run (others may commit meanwhile): the dry run, every install cell and the notebooks
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
+    committed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", head, "notebooks/"],
+                               capture_output=True, text=True, check=True).stdout.split()
+    committed = [ROOT / name for name in committed if re.fullmatch(r"notebooks/\d\d_[\w\-]+\.ipynb", name)]
+    paths = [path.resolve() for path in args.notebooks] or committed
+    uncommitted = [path for path in paths if path not in committed]
+    if uncommitted:
+        parser.error(f"not committed at HEAD, so not what Colab would open: {', '.join(map(str, uncommitted))}")
 
     start = time.perf_counter()
     python = build_venv(args.venv, args.colab_dir)
