@@ -33,7 +33,8 @@ from arclib.losses import MarginLoss, angle, make
 from arclib.plots import embedding_sample
 from arclib.widgets import LivePicture, ScaleMarginExplorer, in_colab, time_slider_updates
 
-__all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "icosphere", "regions", "probabilities",
+__all__ = ["SyntheticConfig", "synthetic_config", "Mesh", "sphere_mesh", "icosphere", "regions", "margin_values",
+           "probabilities", "traces",
            "sample_losses", "accepted_area", "sphere_figure", "sphere_slider_figure", "SphereExplorer",
            "SpherePicture", "sphere_still", "explore", "circle_figure", "time_slider_updates"]
 
@@ -184,6 +185,20 @@ def regions(points: np.ndarray, centres: np.ndarray, m: float, name: str = "arcf
     return torch.where(accepted.any(1), accepted.float().argmax(1), -1).numpy()
 
 
+@torch.no_grad()
+def margin_values(points: np.ndarray, centres: np.ndarray, m: float, name: str = "arcface") -> np.ndarray:
+    """f_j(x) = ψ(θ_j) − max_{k≠j} cos θ_k per point and class, shape (P, C): positive exactly where ``regions``
+    accepts x for class j. A continuous function, so a mesh coloured by its sign between vertices draws the region
+    edges as smooth curves (``sphere_figure``)."""
+    loss = _loss(1.0, m, name)
+    theta = angle(torch.as_tensor(points @ centres.T))
+    target, other = loss.target_logit(theta), loss.other_logit(theta)
+    top2 = other.topk(2, dim=1)
+    best_other = torch.where(top2.indices[:, :1] == torch.arange(centres.shape[0]), top2.values[:, 1:],
+                             top2.values[:, :1])
+    return (target - best_other).numpy()
+
+
 def probabilities(points: np.ndarray, centres: np.ndarray, s: float) -> np.ndarray:
     """Test-time softmax of s·cos θ_j (no margin), shape (P, C)."""
     z = s * (points @ centres.T)
@@ -223,20 +238,46 @@ def _region_rgb(num_classes: int) -> np.ndarray:
     return np.array([[int(h[k:k + 2], 16) / 255 for k in (1, 3, 5)] for h in hexes])
 
 
-def _vertex_colours(region: np.ndarray, num_classes: int) -> list[str]:
-    """One colour per vertex (``region`` + 1 indexes ``_region_rgb``): plotly blends them across each face, so
-    a region edge is a smooth line through the faces it crosses, not a staircase of whole faces."""
-    hexes = (MARGIN_COLOUR,) + CLASS_COLOURS[:num_classes]
-    return [hexes[r + 1] for r in region]
+@dataclass(frozen=True)
+class _Piece:
+    """The faces of a mesh nearest to one class centre, with their own vertex numbering."""
+
+    vertex_ids: np.ndarray  # into the full mesh's vertices
+    mesh: Mesh
 
 
-def _state(config: SyntheticConfig, mesh: Mesh, s: float, m: float) -> dict:
-    """What the figure shows at (s, m) besides the probabilities: per-vertex region colours, sample markers."""
-    reg = regions(mesh.vertices, config.centres, m)
+def _pieces(mesh: Mesh, centres: np.ndarray) -> list[_Piece]:
+    """Split ``mesh`` by the class centre nearest to each face's centroid. With a margin, the edge between two
+    pieces lies inside the margin zone, so each piece needs only its own class's f_j to be coloured right."""
+    nearest = (mesh.centroids @ centres.T).argmax(1)
+    pieces = []
+    for j in range(len(centres)):
+        keep = nearest == j
+        used, local = np.unique(mesh.faces[keep], return_inverse=True)
+        pieces.append(_Piece(used, Mesh(mesh.vertices[used], local.reshape(-1, 3), mesh.centroids[keep],
+                                        mesh.areas[keep])))
+    return pieces
+
+
+#: The margin value f_j is drawn on [−F_RANGE, F_RANGE]: grey below 0, the class colour above.
+F_RANGE = 2.0
+
+
+def _piece_colourscale(colour: str) -> list:
+    return [[0.0, MARGIN_COLOUR], [0.5, MARGIN_COLOUR], [0.5, colour], [1.0, colour]]
+
+
+def _region_values(config: SyntheticConfig, mesh: Mesh, pieces: list[_Piece], m: float) -> list[list[float]]:
+    """Per piece j: f_j at its vertices (3 decimals: the edge sits where f_j = 0, interpolated along each face)."""
+    f = margin_values(mesh.vertices, config.centres, m)
+    return [np.round(f[piece.vertex_ids, j], 3).tolist() for j, piece in enumerate(pieces)]
+
+
+def _state(config: SyntheticConfig, s: float, m: float) -> dict:
+    """The sample markers at (s, m): ✕ where not yet past the margin, size by the loss."""
     accepted = regions(config.embeddings, config.centres, m) == config.labels
     losses = sample_losses(config, s, m)
-    return {"region": reg, "colour": _vertex_colours(reg, config.num_classes), "accepted": accepted,
-            "symbol": ["circle" if a else "x" for a in accepted], "losses": losses,
+    return {"accepted": accepted, "symbol": ["circle" if a else "x" for a in accepted], "losses": losses,
             "size": np.round(4 + 4 * np.sqrt(losses), 2)}
 
 
@@ -257,31 +298,42 @@ def _probability(config: SyntheticConfig, mesh: Mesh, s: float) -> list[float]:
     return np.round(probabilities(mesh.vertices, config.centres, s).max(1), 2).tolist()
 
 
+def traces(num_classes: int) -> dict[str, list[int]]:
+    """Which traces of ``sphere_figure`` hold what (the explorers update them by index)."""
+    C = num_classes
+    return {"regions": list(range(C)), "probability": [C], "samples_left": [C + 1], "samples_right": [C + 2]}
+
+
 def sphere_figure(s: float = 16.0, m: float = 0.3, config: SyntheticConfig | None = None,
                   mesh: Mesh | None = None, show_loss: bool = True, prob_mesh: Mesh | None = None):
     """Two views of one sphere: left, class regions at margin m (grey = margin zone); right, the test-time
     probability of the nearest class at scale s. Arrows are the class centres W_j, dots the samples
     (left: ✕ = not yet past its margin; right: marker size grows with the sample's loss when ``show_loss``).
-    Regions are coloured per vertex of ``mesh`` (``icosphere(4)`` by default), probabilities per vertex of
-    ``prob_mesh`` (``icosphere(3)``: a smooth quantity needs fewer vertices). The legend explains every mark;
-    titles and the status line sit inside the frame.
+    Regions: ``mesh`` (``icosphere(4)`` by default) split into one piece per class, each coloured by the sign of
+    its ``margin_values`` f_j interpolated between vertices, so region edges are smooth curves across the faces.
+    Probabilities per vertex of ``prob_mesh`` (``icosphere(3)``: a smooth quantity needs fewer vertices). The
+    legend explains every mark; titles and the status line sit inside the frame.
 
-    Trace order is fixed (0 region mesh, 1 probability mesh, 2 and 3 samples, then centres, then legend-only
-    entries): the explorers update traces by index.
+    Trace order is fixed — ``traces(C)`` names it: C region pieces, the probability mesh, the two sample traces,
+    then centres and legend-only entries; the explorers update traces by index.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     config = config or synthetic_config()
     mesh, prob_mesh = mesh or icosphere(4), prob_mesh or icosphere(3)
-    st = _state(config, mesh, s, m)
+    st = _state(config, s, m)
     C = config.num_classes
+    pieces = _pieces(mesh, config.centres)
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
                         subplot_titles=("class regions at margin m", "p(nearest class) at scale s"),
                         horizontal_spacing=0.02)
     light = {"ambient": 0.75, "diffuse": 0.35, "specular": 0.05}
-    fig.add_trace(go.Mesh3d(**_mesh_arrays(mesh), vertexcolor=st["colour"], hoverinfo="skip",
-                            name="regions", showlegend=False, lighting=light), row=1, col=1)
+    for j, (piece, values) in enumerate(zip(pieces, _region_values(config, mesh, pieces, m))):
+        fig.add_trace(go.Mesh3d(**_mesh_arrays(piece.mesh), intensity=values, intensitymode="vertex",
+                                colorscale=_piece_colourscale(CLASS_COLOURS[j]), cmin=-F_RANGE, cmax=F_RANGE,
+                                showscale=False, hoverinfo="skip", name=f"region of class {j}", showlegend=False,
+                                lighting=light), row=1, col=1)
     fig.add_trace(go.Mesh3d(**_mesh_arrays(prob_mesh), intensity=_probability(config, prob_mesh, s),
                             intensitymode="vertex",
                             colorscale="Viridis", cmin=1 / C, cmax=1.0, name="probability", showlegend=False,
@@ -336,7 +388,7 @@ def sphere_slider_figure(s_values: Sequence[float] = (2.0, 8.0, 16.0, 64.0),
     """The kernel-free version: one plain figure with plotly's own ``layout.sliders``, one step per value.
 
     Regions depend on m only and the probabilities on s only, so two independent sliders (m recolours the
-    left mesh and the ✕ markers, s the right mesh) show every (s, m) pair exactly while storing
+    left meshes and the ✕ markers, s the right mesh) show every (s, m) pair exactly while storing
     len(s_values) + len(m_values) states, not their product. The per-sample loss depends on both and is
     left out here (the live explorer shows it).
     """
@@ -344,14 +396,18 @@ def sphere_slider_figure(s_values: Sequence[float] = (2.0, 8.0, 16.0, 64.0),
     mesh, prob_mesh = mesh or icosphere(4), icosphere(3)
     s0, m0 = s_values[len(s_values) // 2], m_values[len(m_values) // 2]
     fig = sphere_figure(s0, m0, config, mesh, show_loss=False, prob_mesh=prob_mesh)
+    pieces, index = _pieces(mesh, config.centres), traces(config.num_classes)
     m_steps, s_steps = [], []
     for m in m_values:
-        st = _state(config, mesh, s0, m)
+        # one restyle for C meshes and one scatter: each attribute lists a value per trace, None leaves a trace
+        # without that attribute (meshes have no marker, scatters no intensity)
+        values, symbols = _region_values(config, mesh, pieces, m), _state(config, s0, m)["symbol"]
         m_steps.append({"method": "restyle", "label": f"{m:.2f}",
-                        "args": [{"vertexcolor": [st["colour"]], "marker.symbol": [st["symbol"]]}, [0, 2]]})
+                        "args": [{"intensity": values + [None], "marker.symbol": [None] * len(values) + [symbols]},
+                                 index["regions"] + index["samples_left"]]})
     for s in s_values:
         s_steps.append({"method": "restyle", "label": f"{s:g}",
-                        "args": [{"intensity": [_probability(config, prob_mesh, s)]}, [1]]})
+                        "args": [{"intensity": [_probability(config, prob_mesh, s)]}, index["probability"]]})
     fig.update_layout(
         title={"text": "Drag the sliders (no kernel needed): m recolours the regions, s the probabilities"},
         sliders=[{"active": list(m_values).index(m0), "steps": m_steps, "x": 0.02, "len": 0.44, "y": 0.0,
@@ -375,15 +431,17 @@ class SphereExplorer(ScaleMarginExplorer):
                  mesh: Mesh | None = None) -> None:
         # probabilities on a finer mesh than the kernel-free figure (nothing of this one is stored in the notebook)
         self.config, self.mesh, self.prob_mesh = config or synthetic_config(), mesh or icosphere(4), icosphere(4)
+        self.pieces, self.index = _pieces(self.mesh, self.config.centres), traces(self.config.num_classes)
         super().__init__(sphere_figure(s, m, self.config, self.mesh, prob_mesh=self.prob_mesh), s, m)
 
     def update(self, s: float, m: float) -> None:
-        st = _state(self.config, self.mesh, s, m)
+        st = _state(self.config, s, m)
         with self.figure.batch_update():
-            self.figure.data[0].vertexcolor = st["colour"]
-            self.figure.data[1].intensity = _probability(self.config, self.prob_mesh, s)
-            self.figure.data[2].marker.symbol = st["symbol"]
-            self.figure.data[3].marker.size = st["size"]
+            for i, values in zip(self.index["regions"], _region_values(self.config, self.mesh, self.pieces, m)):
+                self.figure.data[i].intensity = values
+            self.figure.data[self.index["probability"][0]].intensity = _probability(self.config, self.prob_mesh, s)
+            self.figure.data[self.index["samples_left"][0]].marker.symbol = st["symbol"]
+            self.figure.data[self.index["samples_right"][0]].marker.size = st["size"]
             self.figure.layout.title.text = _title(s, m, float(st["losses"].mean()))
 
 

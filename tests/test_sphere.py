@@ -89,16 +89,31 @@ def ico():
     return sphere.icosphere(3)
 
 
-def _zone(colours) -> int:
-    return sum(c == sphere.MARGIN_COLOUR for c in colours)
+def _accepted_vertices(fig, C: int) -> int:
+    """How many region-mesh vertices are coloured as a class (f_j > 0) rather than margin-zone grey."""
+    return sum(int((np.array(fig.data[i].intensity) > 0).sum()) for i in sphere.traces(C)["regions"])
 
 
-def test_sphere_figure_colours_every_vertex_and_explains_every_mark(config, ico):
+def test_margin_values_are_positive_exactly_where_regions_accept(config, mesh):
+    for m in (0.0, 0.3):
+        f = sphere.margin_values(mesh.centroids, config.centres, m)
+        reg = sphere.regions(mesh.centroids, config.centres, m)
+        np.testing.assert_array_equal(np.where((f > 0).any(1), f.argmax(1), -1), reg)
+
+
+def test_sphere_figure_draws_one_smooth_region_piece_per_class_and_explains_every_mark(config, ico):
     fig = sphere.sphere_figure(16.0, 0.3, config, ico)
+    index = sphere.traces(config.num_classes)
     assert isinstance(fig, plotly.graph_objects.Figure)
-    assert fig.data[0].type == "mesh3d" and len(fig.data[0].vertexcolor) == len(ico.vertices)
-    assert fig.data[1].intensitymode == "vertex" and len(fig.data[1].intensity) == len(sphere.icosphere(3).vertices)
-    assert len(fig.data[2].x) == len(config.labels)
+    pieces = [fig.data[i] for i in index["regions"]]
+    assert all(t.type == "mesh3d" and t.intensitymode == "vertex" for t in pieces)
+    assert sum(len(t.i) for t in pieces) == len(ico.faces)  # every face in exactly one piece
+    for j, t in enumerate(pieces):  # grey below f_j = 0, the class colour above: the edge is where f_j = 0
+        assert t.colorscale[0][1] == sphere.MARGIN_COLOUR and t.colorscale[-1][1] == sphere.CLASS_COLOURS[j]
+        assert t.cmin == -t.cmax
+    prob = fig.data[index["probability"][0]]
+    assert prob.intensitymode == "vertex" and len(prob.intensity) == len(sphere.icosphere(3).vertices)
+    assert len(fig.data[index["samples_left"][0]].x) == len(config.labels)
     assert "m = 0.30" in fig.layout.title.text
     assert any("synthetic" in a.text for a in fig.layout.annotations)
     names = " | ".join(t.name for t in fig.data if t.showlegend is not False)
@@ -109,35 +124,24 @@ def test_sphere_figure_colours_every_vertex_and_explains_every_mark(config, ico)
     assert fig.layout.margin.t >= 60
 
 
-def test_vertex_colours_blend_only_along_the_region_edges(config):
-    def mixed_fraction(mesh):  # faces whose corners differ in colour: plotly blends them, an edge runs through
-        colours = np.array(sphere.sphere_figure(16.0, 0.3, config, mesh).data[0].vertexcolor)
-        f = mesh.faces
-        return ((colours[f[:, 0]] != colours[f[:, 1]]) | (colours[f[:, 1]] != colours[f[:, 2]])).mean()
-
-    coarse, fine = mixed_fraction(sphere.icosphere(3)), mixed_fraction(sphere.icosphere(4))
-    assert 0 < fine < coarse / 1.6  # a line through the faces: half as many of four times finer faces
-
-
 def test_explorer_redraws_when_sliders_are_set_from_code(config, ico):
     ex = sphere.SphereExplorer(16.0, 0.0, config, ico)
-    region_before = list(ex.figure.data[0].vertexcolor)
-    prob_before = np.array(ex.figure.data[1].intensity)
-    sizes_before = np.array(ex.figure.data[3].marker.size)
+    index = sphere.traces(config.num_classes)
+    accepted_before = _accepted_vertices(ex.figure, config.num_classes)
+    prob_before = np.array(ex.figure.data[index["probability"][0]].intensity)
+    sizes_before = np.array(ex.figure.data[index["samples_right"][0]].marker.size)
 
     ex.m_slider.value = 0.5
-    region_after = list(ex.figure.data[0].vertexcolor)
-    assert _zone(region_after) > _zone(region_before) == 0  # the margin zone opens
-    for colour in sphere.CLASS_COLOURS[:config.num_classes]:
-        assert region_after.count(colour) <= region_before.count(colour)
+    accepted_after = _accepted_vertices(ex.figure, config.num_classes)
+    assert accepted_after < 0.7 * accepted_before  # the margin zone opens
     assert "m = 0.50" in ex.figure.layout.title.text
-    sizes_after = np.array(ex.figure.data[3].marker.size)  # size grows with the loss, the loss with m
+    sizes_after = np.array(ex.figure.data[index["samples_right"][0]].marker.size)  # size grows with the loss
     assert np.all(sizes_after >= sizes_before) and sizes_after.sum() > sizes_before.sum()
 
     ex.s_slider.value = 64.0
-    prob_after = np.array(ex.figure.data[1].intensity)
+    prob_after = np.array(ex.figure.data[index["probability"][0]].intensity)
     assert prob_after.mean() > prob_before.mean()  # sharper probabilities
-    assert list(ex.figure.data[0].vertexcolor) == region_after  # s leaves regions
+    assert _accepted_vertices(ex.figure, config.num_classes) == accepted_after  # s leaves regions
 
 
 def test_time_slider_updates_runs_the_callback(config, ico):
@@ -158,11 +162,17 @@ def test_explore_picks_the_viewer_by_kernel(monkeypatch, config):
 def test_kernel_free_figure_has_one_step_per_grid_value(config, ico):
     s_values, m_values = (2.0, 8.0, 16.0, 64.0), (0.0, 0.2, 0.4, 0.6)
     fig = sphere.sphere_slider_figure(s_values, m_values, config, ico)
+    index, C = sphere.traces(config.num_classes), config.num_classes
     m_slider, s_slider = fig.layout.sliders
     assert [st.label for st in m_slider.steps] == [f"{m:.2f}" for m in m_values]
     assert [st.label for st in s_slider.steps] == [f"{s:g}" for s in s_values]
-    zones = [_zone(st.args[0]["vertexcolor"][0]) for st in m_slider.steps]
-    assert zones[0] == 0 and all(b > a for a, b in zip(zones, zones[1:]))
+    for st in m_slider.steps:  # one restyle: C region pieces get intensities, the left samples their symbols
+        assert list(st.args[1]) == index["regions"] + index["samples_left"]
+        assert st.args[0]["intensity"][C] is None and list(st.args[0]["marker.symbol"][:C]) == [None] * C
+    accepted = [sum(int((np.array(v) > 0).sum()) for v in st.args[0]["intensity"][:C]) for st in m_slider.steps]
+    assert all(b < a for a, b in zip(accepted, accepted[1:]))  # the zone grows with m
+    crosses = [list(st.args[0]["marker.symbol"][C]).count("x") for st in m_slider.steps]
+    assert crosses[0] <= crosses[-1] and crosses[-1] > 0
     sharp = [np.mean(st.args[0]["intensity"][0]) for st in s_slider.steps]
     assert all(b > a for a, b in zip(sharp, sharp[1:]))
     assert all(st.method == "restyle" for st in (*m_slider.steps, *s_slider.steps))
