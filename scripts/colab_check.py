@@ -262,7 +262,12 @@ def run_notebook(path: Path, workdir: Path, timeout: int, commit: str) -> tuple[
                        on_cell_execute=lambda cell, cell_index: print(f"  cell {cell_index}", flush=True)
                        ).execute()
     except CellExecutionError as err:
-        return False, time.perf_counter() - start, str(err).strip().splitlines()[-1][:300]
+        lines = str(err).strip().splitlines()
+        print("\n".join(lines[-25:]), flush=True)  # the cell and its traceback's end
+        install = next(c for c in nb.cells if "colab-install" in c.metadata.get("tags", []))
+        said = "".join(o.get("text", "") for o in install.get("outputs", []) if o.get("output_type") == "stream")
+        print(f"  the install cell printed: {said.strip()[-2000:] or '(nothing)'}", flush=True)
+        return False, time.perf_counter() - start, lines[-1][:300]
     seen = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream").strip()
     return True, time.perf_counter() - start, seen
 
