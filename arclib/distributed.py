@@ -205,6 +205,7 @@ def sum_gradients(module: nn.Module) -> None:
 
 
 def _relative_error(got: Tensor, expected: Tensor) -> float:
+    got, expected = got.detach(), expected.detach()
     return float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
 
 
@@ -265,8 +266,8 @@ def train_synthetic(num_classes: int = 10_000, steps: int = 100, batch: int = 25
     ArcFace on synthetic identities, ``num_classes`` of them, each a random point in R^in_features whose samples
     are that point plus noise. Every rank draws the same global batch per step and keeps its own rows, so any
     number of processes trains the very same model. Returns the loss per step, this rank's shard range and W
-    shard, the backbone's weights and the accuracy (nearest centre over all shards) on fresh samples of the
-    classes seen in training. The step size is large because only directions matter (features and centres are
+    shard, the backbone's weights, and fresh samples of the classes seen in training: this rank's part of their
+    features and labels and the accuracy on all of them (nearest centre over all shards). The step size is large because only directions matter (features and centres are
     normalised) and each centre gets a 1/batch share of the mean loss's gradient."""
     from arclib.losses import make
 
@@ -304,8 +305,8 @@ def train_synthetic(num_classes: int = 10_000, steps: int = 100, batch: int = 25
     inputs = identities[test_labels] + 0.5 * torch.randn(len(test_labels), in_features, generator=gen)
     part = slice(rank * len(test_labels) // world_size, (rank + 1) * len(test_labels) // world_size)
     with torch.no_grad():
-        predicted = loss.predict(backbone(inputs[part]))
-        correct = all_reduce((predicted == test_labels[part]).sum())
+        features = backbone(inputs[part])
+        correct = all_reduce((loss.predict(features) == test_labels[part]).sum())
     return {"losses": losses, "shard": (start, end), "weight": loss.weight.detach().clone(),
             "backbone": backbone.weight.detach().clone(), "accuracy": correct.item() / len(test_labels),
-            "classes seen": int(seen.sum())}
+            "classes seen": int(seen.sum()), "test features": features, "test labels": test_labels[part]}

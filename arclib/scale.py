@@ -34,6 +34,7 @@ from torch import Tensor
 from arclib._checks import check_choice, check_int, check_labels, check_tensor
 from arclib.head import CosineHead
 from arclib.losses.base import MarginLoss
+from arclib.losses.softmax import Softmax
 
 EPS = 1e-12  # F.normalize's floor on a norm
 
@@ -41,9 +42,8 @@ EPS = 1e-12  # F.normalize's floor on a norm
 def check_scalable(loss: MarginLoss, need_head: bool = True) -> None:
     """A ValueError unless ``loss`` has the softmax criterion, s·cos θ_j off the target, and (``need_head``) a
     cosine head holding W."""
-    from arclib.losses.softmax import Softmax  # its logits are W x + b, not s·cos θ
-
-    if not (isinstance(loss, MarginLoss) and not isinstance(loss, Softmax) and loss.criterion == "softmax"
+    if not (isinstance(loss, MarginLoss) and not isinstance(loss, Softmax)  # Softmax: W x + b, not s·cos θ
+            and loss.criterion == "softmax"
             and loss.cosine_non_target and (isinstance(loss.head, CosineHead) or not need_head)):
         name = getattr(loss, "name", type(loss).__name__)
         head = " with embedding_dim (a CosineHead)," if need_head else ""
