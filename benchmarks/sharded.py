@@ -4,7 +4,8 @@ memory per rank, bytes handed to collectives per step, and what that predicts fo
     python benchmarks/sharded.py                     # C = 1e6, global batch N = 256, d = 512, P in {1, 2, 4}
     python benchmarks/sharded.py --classes 20000 --batch 32 --dim 64 --processes 1 2 --steps 1   # a smoke run
 
-Each run starts P processes (torch.multiprocessing, gloo, ``arclib.distributed.launch``); rank r holds
+"CPU s per rank" is the process's CPU time during the step (all its threads): on a machine shared with other
+jobs it moves far less than the wall time. Each run starts P processes (torch.multiprocessing, gloo, ``arclib.distributed.launch``); rank r holds
 C/P class centres and N/P samples; one step is forward + backward of ``ShardedMarginLoss`` (chunked per rank,
 8192 classes at a time). The machine's cores are split between the processes (``--cores``), so on a 2-core
 machine P = 4 cannot be faster than P = 2: what the table shows there is memory and traffic per rank.
@@ -47,17 +48,18 @@ def rank_steps(num_classes: int, batch: int, dim: int, steps: int, chunk_size: i
 
     x.grad = loss.weight.grad = None
     step()  # warm-up; it also allocates W's gradient, which the steps below reuse
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
         dist.barrier()
         reset_traffic()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
+        cpu.append(time.process_time() - cpu_start)
         dist.barrier()
         times.append(time.perf_counter() - start)
         sent = dict(traffic)
     peak = peak_memory(step)
-    return {"times": times, "bytes": sent["bytes"], "calls": sent["calls"], "peak": peak,
+    return {"times": times, "cpu": cpu, "bytes": sent["bytes"], "calls": sent["calls"], "peak": peak,
             "weight": loss.weight.numel() * loss.weight.element_size(),
             "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     print("# arclib.distributed: ArcFace with W sharded over P processes (gloo, CPU)\n")
     given = sys.argv[1:] if argv is None else argv
     print(f"Command: `python {shlex.join(['benchmarks/sharded.py', *given])}`\n")
-    print(describe(torch.device("cpu")))
+    print(describe(torch.device("cpu")).replace(f"torch threads: {torch.get_num_threads()}",
+                                                "torch threads: cores / P per process"))
     print(f"- C = {args.classes}, global batch N = {args.batch}, d = {args.dim}, float32; ArcFace s = 64, m = 0.5; "
           f"chunk {args.chunk_size} classes; {args.cores} cores split between the processes\n")
 
@@ -96,14 +99,17 @@ def main(argv: list[str] | None = None) -> None:
                          threads=max(1, args.cores // p))
         print(f"(P = {p}: {time.perf_counter() - started:.1f} s)", file=sys.stderr)
         step_s = statistics.median(max(r["times"][i] for r in results) for i in range(args.steps))
-        rows.append((p, step_s, max(r["weight"] for r in results), max(r["peak"] for r in results),
+        cpu_s = statistics.median(max(r["cpu"][i] for r in results) for i in range(args.steps))
+        rows.append((p, step_s, cpu_s, max(r["weight"] for r in results), max(r["peak"] for r in results),
                      max(r["rss"] for r in results), max(r["bytes"] for r in results), results[0]["calls"]))
 
-    print("| processes P | step s (median) | W per rank MB | peak extra per rank MB (step, W's gradient incl.) "
-          "| process peak RSS per rank MB | bytes to collectives per rank per step | collective calls |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for p, step_s, weight, peak, rss, sent, calls in rows:
-        print(f"| {p} | {step_s:.2f} | {weight / 2**20:.0f} | {peak / 2**20:.0f} | {rss / 2**20:.0f} | {sent} | {calls} |")
+    print("| processes P | step s (median, wall) | CPU s per rank per step | W per rank MB "
+          "| peak extra per rank MB (step, W's gradient incl.) | process peak RSS per rank MB "
+          "| bytes to collectives per rank per step | collective calls |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for p, step_s, cpu_s, weight, peak, rss, sent, calls in rows:
+        print(f"| {p} | {step_s:.2f} | {cpu_s:.2f} | {weight / 2**20:.0f} | {peak / 2**20:.0f} | {rss / 2**20:.0f} "
+              f"| {sent} | {calls} |")
 
     # what the counts should be: forward all-gathers the batch size (P ints), the features (N·d floats) and labels
     # (N int64), all-reduces the maxima, the sums and the target logits (3·N floats); backward all-reduces the
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{compute_s * 1e3:.2f} ms, communication {formula(p)} bytes per rank = {comm_s * 1e3:.2f} ms, "
           f"step ≈ {(compute_s + comm_s) * 1e3:.2f} ms; W per GPU {args.classes * d * 4 / p / 2**20:.0f} MB "
           f"(+ as much for its gradient).")
-    measured = [(p, s) for p, s, *_ in rows]
+    measured = [(p, s) for p, s, *_ in rows]  # wall seconds
     p1 = dict(measured).get(1)
     if p1:
         rate = 8 * n * d * args.classes / p1 / 1e9
