@@ -12,7 +12,7 @@ features (data parallel). One training step:
    (summed) and each rank keeps its own rows; the gradient of a shard of W never leaves its rank.
 
 Per step each rank sends O(N·d) numbers, however many classes there are. This is PartialFC's layout
-(An et al., "Partial FC", ICCVW 2021) without its sampling of negative centres (``sample_rate``).
+(An et al., "Partial FC", ICCVW 2021); its sampling of negative centres is ``sample_rate`` (off by default).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arclib._checks import check_choice, check_int, check_labels, check_tensor
+from arclib._checks import check_choice, check_int, check_labels, check_range, check_tensor
 from arclib.losses.base import MarginLoss
 from arclib.scale import EPS, ChunkedMarginLogSumExp, check_scalable
 
@@ -116,9 +116,10 @@ class ShardedMarginLoss(nn.Module):
     """
 
     def __init__(self, loss: MarginLoss, num_classes: int, embedding_dim: int, weight: Tensor | None = None,
-                 chunk_size: int = 8192) -> None:
+                 chunk_size: int = 8192, sample_rate: float = 1.0) -> None:
         super().__init__()
         check_scalable(loss, need_head=False)
+        self.sample_rate = check_range("sample_rate", sample_rate, 0.0, 1.0, low_open=True)
         self.loss = loss
         self.num_classes = check_int("num_classes", num_classes, 2, 1 << 30)
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, 1 << 24)
@@ -147,14 +148,31 @@ class ShardedMarginLoss(nn.Module):
         x_hat = F.normalize(features, dim=1, eps=EPS)
         mine = (labels >= self.start) & (labels < self.end)
         local_labels = torch.where(mine, labels - self.start, -1)
+        weight = self.weight
+        if self.sample_rate < 1 and self.training:
+            weight, local_labels = self.sample_centres(local_labels)
         lse_local, target_local = ChunkedMarginLogSumExp.apply(
-            x_hat, self.weight.to(x_hat.dtype), local_labels, self.loss.target_logit_from_cos, self.loss.s,
+            x_hat, weight.to(x_hat.dtype), local_labels, self.loss.target_logit_from_cos, self.loss.s,
             self.chunk_size)
         # log Σ over all classes from the ranks' partial log-sum-exps, shifted by their maximum (no overflow)
         shift = all_reduce(lse_local.detach().clone(), dist.ReduceOp.MAX)
         lse = shift + torch.log(SumAcrossRanks.apply(torch.exp(lse_local - shift)))
         per_sample = lse - SumAcrossRanks.apply(target_local)
         return per_sample.mean() if reduction == "mean" else per_sample.sum() if reduction == "sum" else per_sample
+
+    def sample_centres(self, local_labels: Tensor) -> tuple[Tensor, Tensor]:
+        """PartialFC's sampling: this shard's centres of the batch's classes, then random others up to a fraction
+        ``sample_rate`` of the shard. The loss then runs over these rows only: cheaper, no longer the full loss,
+        and the centres left out get no gradient this step. Returns the rows and the labels as indices into them."""
+        positives = local_labels[local_labels >= 0].unique()  # sorted
+        others = torch.ones(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
+        others[positives] = False
+        others = others.nonzero().squeeze(1)
+        wanted = max(round(self.sample_rate * self.weight.shape[0]), len(positives)) - len(positives)
+        negatives = others[torch.randperm(len(others), device=others.device)[:wanted]]
+        rows = torch.cat([positives, negatives])
+        sampled_labels = torch.where(local_labels >= 0, torch.searchsorted(positives, local_labels.clamp_min(0)), -1)
+        return self.weight[rows], sampled_labels
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
@@ -261,14 +279,16 @@ def compare_with_one_process(name: str = "arcface", num_classes: int = 50, embed
 
 
 def train_synthetic(num_classes: int = 10_000, steps: int = 100, batch: int = 256, in_features: int = 64,
-                    embedding_dim: int = 32, lr: float = 32.0, seed: int = 0) -> dict[str, Any]:
+                    embedding_dim: int = 32, lr: float = 32.0, seed: int = 0, sample_rate: float = 1.0
+                    ) -> dict[str, Any]:
     """Run on every rank (or in one process without torch.distributed): train a linear embedding and sharded
     ArcFace on synthetic identities, ``num_classes`` of them, each a random point in R^in_features whose samples
     are that point plus noise. Every rank draws the same global batch per step and keeps its own rows, so any
     number of processes trains the very same model. Returns the loss per step, this rank's shard range and W
     shard, the backbone's weights, and fresh samples of the classes seen in training: this rank's part of their
     features and labels and the accuracy on all of them (nearest centre over all shards). The step size is large because only directions matter (features and centres are
-    normalised) and each centre gets a 1/batch share of the mean loss's gradient."""
+    normalised) and each centre gets a 1/batch share of the mean loss's gradient. ``sample_rate`` < 1 trains
+    with PartialFC's sampling (``ShardedMarginLoss.sample_centres``); the accuracy is always over all centres."""
     from arclib.losses import make
 
     rank, world_size = world()
@@ -282,7 +302,9 @@ def train_synthetic(num_classes: int = 10_000, steps: int = 100, batch: int = 25
         backbone.bias.zero_()
     start, end = shard_range(num_classes, rank, world_size)
     weight = torch.randn(num_classes, embedding_dim, generator=gen)[start:end]  # the same W, this rank's rows
-    loss = ShardedMarginLoss(make("arcface", s=30.0, m=0.3), num_classes, embedding_dim, weight=weight)
+    loss = ShardedMarginLoss(make("arcface", s=30.0, m=0.3), num_classes, embedding_dim, weight=weight,
+                             sample_rate=sample_rate)
+    torch.manual_seed(seed + rank)  # PartialFC's sampling draws from torch's own generator, per rank
     optimiser = torch.optim.SGD([*backbone.parameters(), *loss.parameters()], lr=lr, momentum=0.9)
     rows = slice(rank * batch // world_size, (rank + 1) * batch // world_size)
     losses, seen = [], torch.zeros(num_classes, dtype=torch.bool)

@@ -79,3 +79,25 @@ def test_training_on_two_processes_is_training_on_one():
     scale = float(one["weight"].abs().max())
     torch.testing.assert_close(torch.cat([r["weight"] for r in two]), one["weight"], rtol=1e-5, atol=1e-5 * scale)
     assert two[0]["accuracy"] == two[1]["accuracy"] == one["accuracy"]
+
+
+def test_partialfc_sampling_scores_a_sample_of_the_centres():
+    torch.manual_seed(0)
+    whole = make("arcface", num_classes=40, embedding_dim=4)
+    sharded = ShardedMarginLoss(make("arcface"), 40, 4, weight=whole.head.weight, sample_rate=0.25)
+    x, labels = torch.randn(6, 4), torch.tensor([0, 0, 5, 7, 39, 5])
+    torch.manual_seed(1)
+    rows, sampled_labels = sharded.sample_centres(labels)
+    torch.manual_seed(1)  # the same draw inside forward
+    value = sharded(x, labels)
+    value.backward()
+    used = sharded.weight.grad.abs().sum(dim=1) > 0
+    assert int(used.sum()) == 10 and bool(used[[0, 5, 7, 39]].all())  # a quarter of 40, every positive among them
+    sub = make("arcface", num_classes=10, embedding_dim=4)
+    sub.head.weight.data = rows.detach().clone()
+    torch.testing.assert_close(value, sub(x, sampled_labels))
+    assert bool((rows[sampled_labels] == whole.head.weight[labels]).all())  # labels point at their own centres
+    sharded.eval()  # evaluation scores every centre
+    torch.testing.assert_close(sharded(x, labels), whole(x, labels), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"sample_rate must be in \(0, 1\]"):
+        ShardedMarginLoss(make("arcface"), 40, 4, sample_rate=0)
