@@ -264,3 +264,16 @@ def _quiet_stderr() -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def peak_rss() -> int:
+    """This process's resident-memory high-water mark in bytes (Linux: VmHWM of /proc/self/status).
+
+    Not ``resource.getrusage(...).ru_maxrss``: Linux carries a parent's peak over ``fork`` + ``exec``, so a fresh
+    child started by a big parent would report the parent's peak. 0 where /proc is not available.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return 0

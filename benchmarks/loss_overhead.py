@@ -34,7 +34,6 @@ import contextlib
 import json
 import math
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ from machine import describe  # benchmarks/machine.py, beside this script
 from torch import nn
 
 from arclib.losses import NAMES, make
-from arclib.scale import chunked_margin_loss, fused_margin_loss
+from arclib.scale import chunked_margin_loss, fused_margin_loss, peak_rss
 
 S, M = 64.0, 0.5  # the ArcFace paper's scale and margin, for the floor, arcface and PML alike
 
@@ -229,7 +228,7 @@ def memory_of(name: str, num_classes: int, args: argparse.Namespace, device: tor
     method = build_methods(num_classes, args.dim, device, only=[name])[name]
     step(method, x, labels)
     peak, held = memory(method, x, labels, device)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    rss = peak_rss()
     print(json.dumps({"peak": peak, "held": held, "rss": rss}))
 
 

@@ -20,7 +20,6 @@ for a ring, over an assumed link bandwidth (``--link-gbytes``), plus an assumed 
 from __future__ import annotations
 
 import argparse
-import resource
 import shlex
 import statistics
 import sys
@@ -32,7 +31,7 @@ from machine import describe  # benchmarks/machine.py, beside this script
 
 from arclib.distributed import ShardedMarginLoss, launch, reset_traffic, traffic, world
 from arclib.losses import make
-from arclib.scale import peak_memory
+from arclib.scale import peak_memory, peak_rss
 
 
 def rank_steps(num_classes: int, batch: int, dim: int, steps: int, chunk_size: int) -> dict:
@@ -61,7 +60,7 @@ def rank_steps(num_classes: int, batch: int, dim: int, steps: int, chunk_size: i
     peak = peak_memory(step)
     return {"times": times, "cpu": cpu, "bytes": sent["bytes"], "calls": sent["calls"], "peak": peak,
             "weight": loss.weight.numel() * loss.weight.element_size(),
-            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "rss": peak_rss()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,3 +127,12 @@ def test_chunked_path_holds_no_n_by_c_buffer():
     assert unchunked > 2 * n_by_c  # the measurement sees N×C buffers where there are some
     assert chunked - w_grad < 0.1 * n_by_c
     assert n_by_c < fused - w_grad < 1.6 * n_by_c  # one N×C buffer (and a C×d temporary)
+
+
+def test_peak_rss_sees_a_large_allocation():
+    from arclib.scale import peak_rss
+
+    before = peak_rss()
+    block = torch.ones(before // 4 + 64 * 2**20 // 4)  # more than the peak so far, touched
+    assert peak_rss() > before + 60 * 2**20
+    del block
