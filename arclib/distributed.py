@@ -128,11 +128,12 @@ class ShardedMarginLoss(nn.Module):
         self.start, self.end = shard_range(num_classes, rank, world_size)
         shape = (self.end - self.start, embedding_dim)
         if weight is None:
-            weight = torch.randn(shape)  # only each row's direction matters, as in CosineHead
+            self.weight = nn.Parameter(torch.randn(shape))  # only each row's direction matters, as in CosineHead
         elif tuple(weight.shape) != shape:
             raise ValueError(f"weight must be this rank's shard of shape {shape} (rows {self.start}:{self.end} of "
                              f"W), got {tuple(weight.shape)}")
-        self.weight = nn.Parameter(weight.detach().clone())
+        else:
+            self.weight = nn.Parameter(weight.detach().clone())
 
     def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
         check_tensor("features", x, "(N, embedding_dim)")

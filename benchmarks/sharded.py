@@ -43,10 +43,10 @@ def rank_steps(num_classes: int, batch: int, dim: int, steps: int, chunk_size: i
     labels = torch.randint(0, num_classes, (batch // world_size,))
 
     def step() -> None:
+        x.grad = loss.weight.grad = None  # as optimiser.zero_grad() does: no old gradient to add the new one to
         loss(x, labels).backward()
 
-    x.grad = loss.weight.grad = None
-    step()  # warm-up; it also allocates W's gradient, which the steps below reuse
+    step()  # warm-up
     times, cpu = [], []
     for _ in range(steps):
         dist.barrier()
@@ -57,7 +57,8 @@ def rank_steps(num_classes: int, batch: int, dim: int, steps: int, chunk_size: i
         dist.barrier()
         times.append(time.perf_counter() - start)
         sent = dict(traffic)
-    peak = peak_memory(step)
+    x.grad = loss.weight.grad = None  # freed before the measurement, not inside it
+    peak = peak_memory(lambda: loss(x, labels).backward())
     return {"times": times, "cpu": cpu, "bytes": sent["bytes"], "calls": sent["calls"], "peak": peak,
             "weight": loss.weight.numel() * loss.weight.element_size(),
             "rss": peak_rss()}
