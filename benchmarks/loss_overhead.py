@@ -14,7 +14,9 @@ C = 1e6 round of the other losses takes minutes on 2 cores.
 
 Runs are interleaved: each repeat times every method once, in an order rotated from repeat to repeat, so a
 slow patch of the machine hits all methods alike; the table shows medians. By default 20 rounds at C <= 1e3,
-5 at 1e4 and 3 at 1e5 (one round at C = 1e5 takes tens of seconds on 2 cores), about 5 minutes on 2 cores. Peak memory is the most memory
+5 at 1e4 and 3 at 1e5 and 1e6 (one round at C = 1e5 takes tens of seconds on 2 cores, at C = 1e6 minutes): with
+C = 1e6 the default run takes most of an hour on 2 cores, and the floor's step there allocates about 10 GB beyond
+W (drop it with --classes 10 1000 10000 100000). Peak memory is the most memory
 allocated at any point of one forward + backward beyond what was allocated before it (weights and inputs
 excluded, the gradients included): on CPU from the allocation events of torch's profiler, on CUDA from
 torch.cuda.max_memory_allocated (MB here is MiB). With d = 512 > N = 256 the peak is usually set in backward
