@@ -200,6 +200,7 @@ def memory(method, x, labels, device) -> tuple[int, int]:
     # "[memory]" events: each allocation (Bytes > 0) or free (Bytes < 0) of the CPU allocator, with the running
     # total of bytes allocated after it. The total before the first event is the baseline.
     mem = [e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0]
+    mem.sort(key=lambda e: e["ts"])  # the trace can list them out of order (arclib.scale.peak_memory)
     if not mem:
         return 0, 0
     base = mem[0]["args"]["Total Allocated"] - mem[0]["args"]["Bytes"]
