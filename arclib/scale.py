@@ -235,11 +235,11 @@ def peak_memory(fn) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "trace.json")
-        with _quiet_stderr():
+        with quiet_stderr():
             prof.export_chrome_trace(path)
         with open(path) as f:
             events = json.load(f)["traceEvents"]
@@ -252,7 +252,7 @@ def peak_memory(fn) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """The profiler prints start/stop lines from C++ straight to file descriptor 2; keep outputs readable."""
     sys.stderr.flush()
     saved = os.dup(2)

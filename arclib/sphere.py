@@ -175,14 +175,8 @@ def regions(points: np.ndarray, centres: np.ndarray, m: float, name: str = "arcf
 
     With a margin m ≥ 0 the target logit never exceeds the plain one, so at most one class accepts a point.
     """
-    loss = _loss(1.0, m, name)
-    theta = angle(torch.as_tensor(points @ centres.T))
-    target, other = loss.target_logit(theta), loss.other_logit(theta)
-    top2 = other.topk(2, dim=1)
-    best_other = torch.where(top2.indices[:, :1] == torch.arange(centres.shape[0]), top2.values[:, 1:],
-                             top2.values[:, :1])
-    accepted = target > best_other
-    return torch.where(accepted.any(1), accepted.float().argmax(1), -1).numpy()
+    accepted = margin_values(points, centres, m, name) > 0
+    return np.where(accepted.any(1), accepted.argmax(1), -1)
 
 
 @torch.no_grad()

@@ -32,7 +32,6 @@ W and its gradient included), so the methods' footprints do not mix.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -49,7 +48,7 @@ from machine import describe  # benchmarks/machine.py, beside this script
 from torch import nn
 
 from arclib.losses import NAMES, make
-from arclib.scale import chunked_margin_loss, fused_margin_loss, peak_rss
+from arclib.scale import chunked_margin_loss, fused_margin_loss, peak_rss, quiet_stderr
 
 S, M = 64.0, 0.5  # the ArcFace paper's scale and margin, for the floor, arcface and PML alike
 
@@ -148,21 +147,6 @@ def time_once(method, x, labels, device) -> float:
     step(method, x, labels)
     sync(device)
     return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """The CPU profiler prints start/stop lines from C++ straight to fd 2; keep the report readable."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def memory(method, x, labels, device) -> tuple[int, int]:

@@ -2,25 +2,11 @@
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
+from answer_leaks import never_shows
 
-from arclib.exercises import ch01, check, exercises
-
-
-def _never_shows(verdict, value: float) -> None:
-    for digits in (2, 3, 4):
-        assert f"{value:.{digits}f}" not in str(verdict), f"the answer {value} leaks into: {verdict}"
-
-
-def test_chapter_01_has_three_to_six_exercises():
-    assert 3 <= len(exercises("01")) <= 6
-
-
-@pytest.mark.parametrize("exercise_id", [e.id for e in exercises("01")])
-def test_unanswered_is_not_an_error(exercise_id):
-    assert check(exercise_id, ...).passed is None
+from arclib.exercises import ch01, check
 
 
 def test_01_1_offset_angle():
@@ -33,7 +19,7 @@ def test_01_1_offset_angle():
     unchanged = check("01.1", 7.9435)  # the angle without the offset (chapter 01's worked example)
     assert unchanged.passed is False and "not a scaling" in unchanged.hint
     for wrong in (radians, unchanged, check("01.1", 20.0)):
-        _never_shows(wrong, expected)
+        never_shows(wrong, expected)
 
 
 def test_01_2_chord():
@@ -69,4 +55,4 @@ def test_01_4_flip_offset():
     assert negative.passed is False and "negative" in negative.hint
     far = check("01.4", 2.31)  # the gain at which the *Euclidean* decision flips in the chapter
     assert far.passed is False
-    _never_shows(far, expected)
+    never_shows(far, expected)
