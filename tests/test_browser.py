@@ -112,6 +112,14 @@ def jupyterlab(tmp_path):
         log.close()
 
 
+ALL_CELLS_RUN_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const code = w.content.widgets.filter(c => c.model.type === 'code');
+  return w.sessionContext.session.kernel.status === 'idle'
+      && code.every(c => c.model.executionCount !== null && !(c.promptNode && c.promptNode.textContent.includes('*')));
+}"""
+
+
 def _s_and_m(title: str) -> tuple[float, float]:
     """The explorer's title names the slider values it was drawn for: 's = 16.0, m = 0.40; ...'."""
     found = re.search(r"s = ([\d.]+), m = ([\d.]+)", title)
@@ -141,9 +149,9 @@ def test_sliders_redraw_the_sphere_in_jupyterlab(jupyterlab, tmp_path):
             # fire and forget: the command's promise only settles when every cell has run
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             page.wait_for_function(FIGURE_JS, timeout=300_000)
-            # the notebook's own timing cell moves the sliders from code, then puts them back: wait for that
-            page.wait_for_function("(() => { const w = window.jupyterapp.shell.currentWidget;"
-                                   " return w.sessionContext.session.kernel.status === 'idle'; })", timeout=300_000)
+            # the notebook's own timing cell moves the sliders from code, then puts them back: wait until every
+            # code cell has run (the kernel is also idle for a moment between two cells of a run-all)
+            page.wait_for_function(ALL_CELLS_RUN_JS, timeout=300_000)
             before = page.evaluate(FIGURE_JS)
             s0, m0 = _s_and_m(before["title"])
 
