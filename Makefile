@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.arclib-installed
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook_connected
 export MPLBACKEND ?= Agg
 
-.PHONY: lab test unit figures report execute benchmark site colab-check clean
+.PHONY: lab test test-numerics unit figures report execute benchmark site colab-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ test: $(STAMP)
 	$(BIN)/ruff check arclib tests benchmarks scripts notebooks site
 	ARCLIB_QUICK=1 $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+## nbval over every notebook twice more, in two other numeric configurations: (1) one thread and ATen's and MKL's
+## AVX2 kernels (an AVX2-only CPU such as an older AMD EPYC), (2) ATen's scalar kernels (no SIMD) and MKL's
+## reproducible "compatible" path. An output that is a rounding residue, a thread count or a timing differs in one
+## of them and fails: run it before every commit that touches a notebook (CI runs it after `make test`).
+NUMERICS_1 := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+NUMERICS_2 := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
+NBVAL := ARCLIB_QUICK=1 $(BIN)/python -m pytest notebooks --nbval --nbval-current-env \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+test-numerics: $(STAMP)
+	$(NUMERICS_1) $(NBVAL)
+	$(NUMERICS_2) $(NBVAL)
 
 unit: $(STAMP)
 	ARCLIB_QUICK=1 $(BIN)/python -m pytest tests

@@ -7,6 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+#: F.normalize's floor on a norm. A class centre (a row of W) shorter than this has no direction: it is normalised
+#: by the floor instead of its length, and its gradient is scaled by 1/floor (about 1e12).
+NORM_EPS = 1e-12
+
 
 def check_range(name: str, value: float, low: float = -math.inf, high: float = math.inf,
                 low_open: bool = False, high_open: bool = False) -> float:
@@ -43,6 +47,33 @@ def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) ->
 def check_finite(name: str, tensor: Tensor) -> None:
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name} must be finite (values in (-inf, inf), no NaN); it holds non-finite entries")
+
+
+def first_zero_row(norms: Tensor) -> Tensor:
+    """The index of the first norm below ``NORM_EPS``, or −1: a 0-d tensor on ``norms``' device (no host sync)."""
+    zero = norms < NORM_EPS
+    return torch.where(zero.any(), zero.int().argmax(), -1)  # argmax: the first maximum
+
+
+def zero_centre_message(cls: int) -> str:
+    return (f"weight rows (class centres) must have norm >= {NORM_EPS:g}, a direction to normalise; the row of "
+            f"class {cls} is shorter (zero)")
+
+
+def check_centres(norms: Tensor, first_class: int = 0) -> None:
+    """A ValueError naming the class if a row norm of W is below ``NORM_EPS`` (rows ``first_class``, ... of W)."""
+    row = int(first_zero_row(norms))
+    if row >= 0:
+        raise ValueError(zero_centre_message(first_class + row))
+
+
+def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The dtype the head and the margin run in: the widest of ``dtypes`` and float32 (float16 and bfloat16
+    features or weights are promoted; under autocast the matmul still runs in the autocast dtype)."""
+    out = torch.float32
+    for dtype in dtypes:
+        out = torch.promote_types(out, dtype)
+    return out
 
 
 def check_tensor(name: str, value, shape: str) -> Tensor:

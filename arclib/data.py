@@ -1,4 +1,5 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision, with one loader factory for every notebook and the CLI.
+"""MNIST, Fashion-MNIST, CIFAR-10 and Omniglot through torchvision, with one loader factory for every notebook and
+the CLI.
 
 Two things here are not stock torchvision:
 
@@ -11,6 +12,11 @@ Two things here are not stock torchvision:
   accepted if it matches torchvision's published set, or the mirror's set *when asked for* by
   ``cifar10_checksums="offline-mirror"`` or ``ARCLIB_CIFAR10_CHECKSUMS=offline-mirror``. Verification is
   never switched off: a tampered file fails both sets.
+
+Omniglot (Lake et al., Science 2015) is read by torchvision's ``Omniglot`` class from the folders it extracts. The
+mirror has the original PNGs but not the original zips, so the zip md5 check cannot pass on it:
+``omniglot_checksums="offline-mirror"`` (or ``ARCLIB_OMNIGLOT_CHECKSUMS=offline-mirror``) checks the folders
+instead, against the sha256 of the mirror's list of per-image sha256s (32,460 images; about a second).
 
 Without augmentation a split is decoded and normalised once into a float tensor (``TensorImages``): MNIST's
 60,000 images cost 188 MB and an epoch then spends no time in PIL, which matters on a 2-core CPU.
@@ -56,6 +62,16 @@ CIFAR10_CHECKSUMS: dict[str, dict[str, str]] = {
     },
 }
 CHECKSUM_ENV = "ARCLIB_CIFAR10_CHECKSUMS"
+
+#: Omniglot: "torchvision" checks the two zips (torchvision's md5s); "offline-mirror" checks the extracted PNGs: the
+#: sha256 of the text ``"<sha256 of the PNG>  <split>/<alphabet>/<character>/<file>\n"`` over all 32,460 images in
+#: byte order of the path (the mirror's ``omniglot-sha256.txt``).
+OMNIGLOT_CHECKSUMS = ("torchvision", "offline-mirror")
+OMNIGLOT_MIRROR_SHA256 = "8745d3284205c70953ebeacd9061b7dfdadc5961afab7b71a1553c9aa5bcb1af"
+OMNIGLOT_CHECKSUM_ENV = "ARCLIB_OMNIGLOT_CHECKSUMS"
+OMNIGLOT_SPLITS = {"background": 964, "evaluation": 659}  # characters per split, 20 drawers each
+#: (mean, std) of the background set's strokes-as-ink images at 28×28 (ink = 1), the normalisation of every split.
+OMNIGLOT_NORMALISATION = (0.0780, 0.2329)
 
 QUICK_TRAIN, QUICK_TEST = 512, 256
 
@@ -332,3 +348,117 @@ def parse_classes(spec: str | Sequence[int] | None) -> list[int] | None:
             raise ValueError(f"classes must look like '0-6' or '1,3,5' (integers, ranges low-high), got {spec!r}") \
                 from None
     return out
+
+
+class Omniglot(datasets.Omniglot):
+    """torchvision's Omniglot that may check the extracted folders instead of the zips (see the module docstring)."""
+
+    def __init__(self, root, background: bool = True, checksums: str = "torchvision", **kwargs) -> None:
+        self.checksums = check_choice("omniglot_checksums", checksums, OMNIGLOT_CHECKSUMS)
+        super().__init__(root, background=background, **kwargs)
+
+    def _check_integrity(self) -> bool:
+        if self.checksums == "torchvision":
+            return super()._check_integrity()
+        return omniglot_mirror_digest(self.root) == OMNIGLOT_MIRROR_SHA256
+
+
+def omniglot_mirror_digest(folder: str | os.PathLike) -> str | None:
+    """sha256 of the per-image sha256 list of ``folder`` (``omniglot-py``), or None if a split folder is missing."""
+    folder = Path(folder)
+    if not all((folder / f"images_{split}").is_dir() for split in OMNIGLOT_SPLITS):
+        return None
+    paths = sorted(p.relative_to(folder).as_posix() for split in OMNIGLOT_SPLITS
+                   for p in (folder / f"images_{split}").glob("*/*/*.png"))
+    listing = hashlib.sha256()
+    for rel in paths:
+        listing.update(f"{hashlib.sha256((folder / rel).read_bytes()).hexdigest()}  {rel}\n".encode())
+    return listing.hexdigest()
+
+
+def omniglot_image(image, size: int = 28) -> Tensor:
+    """One Omniglot image (PIL, white paper, black ink) → a (1, size, size) float tensor, ink = 1, normalised.
+
+    Box-filtered down from 105×105, so thin strokes become grey rather than vanish."""
+    from PIL import Image, ImageOps
+
+    ink = ImageOps.invert(image.convert("L")).resize((size, size), Image.BOX)
+    mean, std = OMNIGLOT_NORMALISATION
+    return (torch.frombuffer(bytearray(ink.tobytes()), dtype=torch.uint8).view(1, size, size).float() / 255 - mean) / std
+
+
+class OmniglotImages(TensorImages):
+    """One Omniglot split as tensors, with what a study needs beside the character label.
+
+    ``targets``: character index in torchvision's order (alphabet, then character); ``drawers``: 0..19, the
+    drawer number of the file name (``0709_03.png`` → 2); ``alphabets``: the alphabet index of each image;
+    ``classes``: "alphabet/characterNN"."""
+
+    def __init__(self, images: Tensor, targets: Tensor, classes: Sequence[str], drawers: Tensor,
+                 alphabets: Tensor) -> None:
+        super().__init__(images, targets, classes)
+        self.drawers, self.alphabets = drawers, alphabets
+
+
+def omniglot(split: str = "background", root: str | os.PathLike | None = None, size: int = 28,
+             download: bool | None = None, omniglot_checksums: str | None = None) -> OmniglotImages:
+    """The ``split`` ("background": 964 characters, "evaluation": 659) of Omniglot as ``OmniglotImages``.
+
+    ``root`` as for ``load`` (the folder that holds ``omniglot-py``). ``download``: None uses what is on disk and
+    downloads only when nothing is there; False never downloads. ``omniglot_checksums``: "torchvision" (default,
+    or ``$ARCLIB_OMNIGLOT_CHECKSUMS``) checks torchvision's zips; "offline-mirror" checks the extracted images.
+    """
+    check_choice("split", split, tuple(OMNIGLOT_SPLITS))
+    check_int("size", size, 8, 105)
+    checks = omniglot_checksums if omniglot_checksums is not None else (
+        os.environ.get(OMNIGLOT_CHECKSUM_ENV) or "torchvision")
+    check_choice("omniglot_checksums" if omniglot_checksums is not None else OMNIGLOT_CHECKSUM_ENV, checks,
+                 OMNIGLOT_CHECKSUMS)
+    root = data_root(root)
+    folder = root / Omniglot.folder
+    background = split == "background"
+    try:
+        ds = Omniglot(str(root), background=background, checksums=checks, download=False)
+    except RuntimeError as err:
+        if checks == "torchvision" and (folder / f"images_{split}").is_dir() and \
+                not (folder / f"images_{split}.zip").is_file():
+            raise DatasetNotFoundError(
+                f"omniglot in {folder.resolve()} has the image folders but not torchvision's zips, so their md5s "
+                f"cannot be checked: pass omniglot_checksums='offline-mirror' or set "
+                f"{OMNIGLOT_CHECKSUM_ENV}=offline-mirror to check the images themselves") from err
+        if download is False or checks == "offline-mirror":
+            raise _missing("omniglot", folder, "images missing or altered" if folder.is_dir() else
+                           "no omniglot-py folder") from err
+        try:
+            ds = Omniglot(str(root), background=background, checksums=checks, download=True)
+        except Exception as err2:
+            raise _missing("omniglot", folder, f"download failed: {type(err2).__name__}: {err2}") from err2
+    from PIL import Image
+
+    # torchvision lists folders in file-system order; sorted, the character indices are the same on every machine
+    split_folder = Path(ds.target_folder)
+    characters = sorted(p.relative_to(split_folder).as_posix() for p in split_folder.glob("*/*") if p.is_dir())
+    alphabets = sorted({c.split("/")[0] for c in characters})
+    images, targets, drawers = [], [], []
+    for index, character in enumerate(characters):
+        for png in sorted((split_folder / character).glob("*.png")):
+            with Image.open(png) as img:
+                images.append(omniglot_image(img, size))
+            targets.append(index)
+            drawers.append(int(png.stem.split("_")[-1]) - 1)
+    if len(characters) != OMNIGLOT_SPLITS[split] or len(images) != 20 * len(characters):
+        raise _missing("omniglot", split_folder, f"{len(characters)} characters and {len(images)} images, expected "
+                       f"{OMNIGLOT_SPLITS[split]} and {20 * OMNIGLOT_SPLITS[split]}")
+    targets_t = torch.tensor(targets, dtype=torch.long)
+    alphabet_of = torch.tensor([alphabets.index(c.split("/")[0]) for c in characters])
+    return OmniglotImages(torch.stack(images), targets_t, characters, torch.tensor(drawers, dtype=torch.long),
+                          alphabet_of[targets_t])
+
+
+def omniglot_subset(data: OmniglotImages, characters: Sequence[int], drawers: Sequence[int]) -> TensorImages:
+    """The images of ``characters`` (relabelled 0..k−1 in the order given) by ``drawers`` (0..19)."""
+    characters = torch.as_tensor(list(characters), dtype=torch.long)
+    keep = torch.isin(data.targets, characters) & torch.isin(data.drawers, torch.as_tensor(list(drawers)))
+    relabel = torch.full((len(data.classes),), -1, dtype=torch.long)
+    relabel[characters] = torch.arange(len(characters))
+    return TensorImages(data.images[keep], relabel[data.targets[keep]], [data.classes[int(c)] for c in characters])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -27,7 +27,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arclib._checks import check_choice, check_int, check_labels, check_range, check_tensor
+from arclib._checks import (
+    check_choice,
+    check_int,
+    check_labels,
+    check_range,
+    check_tensor,
+    compute_dtype,
+    first_zero_row,
+    zero_centre_message,
+)
 from arclib.losses.base import MarginLoss
 from arclib.scale import EPS, ChunkedMarginLogSumExp, check_scalable
 
@@ -106,6 +115,45 @@ class SumAcrossRanks(torch.autograd.Function):
         return grad
 
 
+#: dtype codes for the check that every rank sends alike (4 bits each in the packed signature)
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+           torch.int8, torch.uint8, torch.bool)
+
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    return _DTYPES.index(dtype) if dtype in _DTYPES else len(_DTYPES)
+
+
+def _dtype_name(code: int) -> str:
+    return str(_DTYPES[code]).removeprefix("torch.") if code < len(_DTYPES) else "another dtype"
+
+
+def _per_rank(values: Iterable) -> str:
+    return ", ".join(f"rank {rank}: {value}" for rank, value in enumerate(values))
+
+
+def _mismatch(details: list[list[int]]) -> str | None:
+    """The error for what the ranks sent (``ShardedMarginLoss._check_ranks``), or None if all is well."""
+    x_code, ndim, rows, cols, w_code, dim, zero, labels_ok = map(list, zip(*details, strict=True))
+    if len(set(dim)) > 1:
+        return f"embedding_dim must be the same on every rank, got {_per_rank(dim)}"
+    shapes = [f"({r}, {c})" if n == 2 else f"a {n}-D tensor" for n, r, c in zip(ndim, rows, cols, strict=True)]
+    if any(n != 2 or r < 1 or c != dim[0] for n, r, c in zip(ndim, rows, cols, strict=True)):
+        return f"features must have shape (N, {dim[0]}) with N >= 1 on every rank, got {_per_rank(shapes)}"
+    if len(set(rows)) > 1:
+        return f"features must have the same batch size on every rank, got {_per_rank(rows)}"
+    if len(set(x_code)) > 1:
+        return f"features must have the same dtype on every rank, got {_per_rank(map(_dtype_name, x_code))}"
+    if len(set(w_code)) > 1:
+        return f"weight must have the same dtype on every rank, got {_per_rank(map(_dtype_name, w_code))}"
+    if any(z >= 0 for z in zero):
+        return zero_centre_message(next(z for z in zero if z >= 0))
+    if not all(labels_ok):
+        return (f"labels must be integers in [0, num_classes) of shape (N,) on every rank; those of rank(s) "
+                f"{[r for r, ok in enumerate(labels_ok) if not ok]} are not (that rank's error says why)")
+    return None
+
+
 class ShardedMarginLoss(nn.Module):
     """``loss`` (any margin loss ``arclib.scale`` accepts) with W split over the ranks of torch.distributed.
 
@@ -136,15 +184,12 @@ class ShardedMarginLoss(nn.Module):
             self.weight = nn.Parameter(weight.detach().clone())
 
     def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+        """The loss of the whole batch (see the class). Features and W run in the widest of their dtypes and
+        float32, as in ``MarginLoss.forward``; backward can run more than once (``retain_graph=True``)."""
         check_tensor("features", x, "(N, embedding_dim)")
-        if x.dim() != 2 or x.shape[1] != self.embedding_dim or x.shape[0] == 0:
-            raise ValueError(f"features must have shape (N, {self.embedding_dim}) with N >= 1, got {tuple(x.shape)}")
-        labels = check_labels(labels, x.shape[0], self.num_classes)
         check_choice("reduction", reduction, ("mean", "sum", "none"))
-        sizes = all_gather(torch.tensor([x.shape[0]], device=x.device))
-        if (sizes != x.shape[0]).any():
-            raise ValueError(f"features must have the same batch size on every rank, got {sizes.tolist()}")
-        features = GatherRows.apply(x.to(torch.promote_types(x.dtype, torch.float32)))
+        labels = self._check_ranks(x, labels)
+        features = GatherRows.apply(x.to(compute_dtype(x.dtype, self.weight.dtype)))
         labels = all_gather(labels)
         x_hat = F.normalize(features, dim=1, eps=EPS)
         mine = (labels >= self.start) & (labels < self.end)
@@ -159,7 +204,45 @@ class ShardedMarginLoss(nn.Module):
         shift = all_reduce(lse_local.detach().clone(), dist.ReduceOp.MAX)
         lse = shift + torch.log(SumAcrossRanks.apply(torch.exp(lse_local - shift)))
         per_sample = lse - SumAcrossRanks.apply(target_local)
+        if not torch.isfinite(per_sample).all():  # the same on every rank: all look, and all raise
+            bad = (~torch.isfinite(features).all(dim=1)).nonzero().squeeze(1) // x.shape[0]
+            if len(bad):
+                raise ValueError("features must be finite (values in (-inf, inf), no NaN); those of rank(s) "
+                                 f"{bad.unique().tolist()} hold non-finite entries")
         return per_sample.mean() if reduction == "mean" else per_sample.sum() if reduction == "sum" else per_sample
+
+    def _check_ranks(self, x: Tensor, labels: Tensor) -> Tensor:
+        """This rank's labels, checked, once every rank has checked its features, labels and shard alike.
+
+        A dtype or embedding size that differs between ranks would abort gloo in C++, and an error raised on one
+        rank alone would leave the others waiting in a collective. So every rank sends one packed int64 (batch,
+        embedding size, the features' and W's dtypes; −1 if its own checks failed: a shape, a zero centre, its
+        labels), the 8·P bytes the batch-size check always cost; only when they differ does a second gather fetch
+        the details, and every rank raises the same ValueError naming the ranks.
+        """
+        rows, cols = (x.shape[0], x.shape[1]) if x.dim() == 2 else (-1, -1)
+        zero = int(first_zero_row(self.weight.detach().norm(dim=1)))
+        fine = rows >= 1 and cols == self.embedding_dim and zero < 0
+        labels_error = None
+        if fine:
+            try:
+                labels = check_labels(labels, rows, self.num_classes)
+            except ValueError as error:
+                labels_error = error
+        x_code, w_code = _dtype_code(x.dtype), _dtype_code(self.weight.dtype)
+        fine = fine and labels_error is None and rows < 1 << 29  # the packing's room (cols < 2^25: embedding_dim)
+        signature = ((rows << 25 | cols) << 4 | x_code) << 4 | w_code if fine else -1
+        signatures = all_gather(torch.tensor([signature], device=x.device))
+        if fine and bool((signatures == signature).all()):
+            return labels
+        info = [x_code, x.dim(), rows, cols, w_code, self.embedding_dim, zero + self.start if zero >= 0 else -1,
+                int(labels_error is None)]
+        message = _mismatch(all_gather(torch.tensor([info], device=x.device)).tolist())
+        if labels_error is not None and message and message.startswith("labels"):
+            raise labels_error  # this rank's own, more precise message
+        if message:
+            raise ValueError(message)
+        return labels
 
     def sample_centres(self, local_labels: Tensor) -> tuple[Tensor, Tensor]:
         """PartialFC's sampling: this shard's centres of the batch's classes, then random others up to a fraction

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arclib._checks import check_int
+from arclib._checks import NORM_EPS, check_centres, check_int, compute_dtype
 
 #: On a circle or a sphere random directions crowd: ten random centres on a circle have two within a few degrees
 #: of each other for most seeds, and a pair that starts together tends to stay together. There the centres start
@@ -56,7 +56,14 @@ class CosineHead(nn.Module):
                 self.weight.copy_(spread(self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+        """cos θ (N, C) in the wider of x's and W's dtype and float32 (float16 / bfloat16 features meet a float32
+        W without a dtype clash; under autocast the matmul still runs in the autocast dtype). A zero row of W is
+        a ValueError naming its class: it has no direction, and its gradient would be about 1e12."""
+        dtype = compute_dtype(x.dtype, self.weight.dtype)
+        weight = self.weight.to(dtype)
+        norms = weight.norm(dim=1, keepdim=True)  # what F.normalize computes: checked, then reused
+        check_centres(norms.squeeze(1))
+        return F.linear(F.normalize(x.to(dtype), dim=1, eps=NORM_EPS), weight / norms.clamp_min(NORM_EPS))
 
     def extra_repr(self) -> str:
         return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
@@ -70,3 +77,8 @@ class LinearHead(nn.Linear):
         check_int("num_classes", num_classes, 2, 1 << 30)
         super().__init__(embedding_dim, num_classes, bias=True)
         self.embedding_dim, self.num_classes = embedding_dim, num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        """W x + b in the wider of x's and W's dtype and float32, as ``CosineHead`` does."""
+        dtype = compute_dtype(x.dtype, self.weight.dtype)
+        return F.linear(x.to(dtype), self.weight.to(dtype), self.bias.to(dtype))

@@ -12,10 +12,12 @@ so the N target logits t_i are all the margin touches; the rest is a log-sum-exp
   M' = max(M, m'), S' = S·e^{M − M'} + Σ_chunk e^{z − M'}; at the end log Σ_j e^{z_j} = M + log S exactly.
   Backward recomputes each chunk's logits instead of keeping them: extra memory O(N·chunk), never O(N·C)
   (the C×d gradient of W is the gradient itself).
-- ``fused_margin_loss`` keeps one N×C buffer: cos θ, turned in place into e^{z − max}, and in backward into
-  the gradient of the logits, with the margin's N target entries handled inside it.
+- ``fused_margin_loss`` keeps one N×C buffer: cos θ, turned in place into e^{z − max}, with the margin's N target
+  entries set apart; backward only reads it (the per-row factors of the gradient go on the N×d side).
 
-Both equal the unchunked ``loss(x, labels)`` of arclib (value and gradients).
+Both equal the unchunked ``loss(x, labels)`` of arclib (value and gradients), follow its dtype rule (the widest of
+the features' dtype, W's dtype and float32) and its input checks, and can be run backward more than once
+(``retain_graph=True``, ``torch.autograd.gradcheck``).
 """
 
 from __future__ import annotations
@@ -31,12 +33,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from arclib._checks import check_choice, check_int, check_labels, check_tensor
+from arclib._checks import (
+    NORM_EPS,
+    check_centres,
+    check_choice,
+    check_finite,
+    check_int,
+    check_labels,
+    check_tensor,
+    compute_dtype,
+)
 from arclib.head import CosineHead
 from arclib.losses.base import MarginLoss
 from arclib.losses.softmax import Softmax
 
-EPS = 1e-12  # F.normalize's floor on a norm
+EPS = NORM_EPS  # F.normalize's floor on a norm
 
 
 def check_scalable(loss: MarginLoss, need_head: bool = True) -> None:
@@ -74,7 +85,8 @@ class _Targets:
 
     Only N rows of W are normalised. ψ runs under autograd on a detached copy of the N target cosines, so backward
     can apply dt/d(cos θ_y) later even if the loss's margin has changed since (``margin_fraction``), and W's
-    gradient stays one C×d tensor written by the Function itself.
+    gradient stays one C×d tensor written by the Function itself. That small graph (N numbers) is kept for as
+    long as the outer graph lives, so a second backward (``retain_graph=True``) finds it again.
     """
 
     def __init__(self, x_hat: Tensor, weight: Tensor, labels: Tensor, target_fn) -> None:
@@ -91,7 +103,8 @@ class _Targets:
 
     def backward(self, grad_t: Tensor, x_hat: Tensor, weight: Tensor, grad_x: Tensor, grad_w: Tensor | None) -> None:
         """Add the target logits' share of the gradients (``grad_t``: ∂loss/∂t_i, all N) to grad_x and grad_w."""
-        (grad_cos,) = torch.autograd.grad(self.logit, self.cos, grad_t[self.owned].to(self.logit.dtype))
+        (grad_cos,) = torch.autograd.grad(self.logit, self.cos, grad_t[self.owned].to(self.logit.dtype),
+                                          retain_graph=True)
         grad_cos = grad_cos.to(x_hat.dtype)[:, None]
         grad_x.index_add_(0, self.owned, grad_cos * self.w_hat)
         if grad_w is not None:
@@ -152,9 +165,11 @@ class ChunkedMarginLogSumExp(torch.autograd.Function):
 
 
 class FusedMarginLogSumExp(torch.autograd.Function):
-    """The same (lse, t) with one N×C buffer: cos θ → e^{z − max} (forward) → ∂loss/∂(cos θ) (backward), in place.
+    """The same (lse, t) with one N×C buffer: cos θ → e^{z − max} in place, the N target entries set apart.
 
-    Backward consumes the saved buffer, so the graph can be run backward once only (no ``retain_graph``).
+    Backward only reads the buffer: ∂loss/∂(cos θ_ij) = s·g_i·e^{z_ij − max_i}/S_i off the target, and the row
+    factor s·g_i/S_i is applied to the N×d products instead of the N×C buffer. So the graph can be run backward
+    again (``retain_graph=True``) at no extra memory.
     """
 
     @staticmethod
@@ -165,25 +180,23 @@ class FusedMarginLogSumExp(torch.autograd.Function):
         row_max = z.max(dim=1).values
         exp_z = z.sub_(row_max[:, None]).exp_()  # the one N×C buffer, kept for backward
         sum_exp = exp_z.sum(dim=1)
-        ctx.save_for_backward(x_hat, weight, w_norm, labels, exp_z, sum_exp)
-        ctx.targets, ctx.s, ctx.used = targets, s, False
+        # the target entries are t = s·ψ(θ_y), not s·cos θ: their gradient goes to t, so backward needs them apart
+        target_exp = exp_z[rows, labels]
+        exp_z[rows, labels] = 0
+        ctx.save_for_backward(x_hat, weight, w_norm, labels, exp_z, sum_exp, target_exp)
+        ctx.targets, ctx.s = targets, s
         return row_max + torch.log(sum_exp), targets.values
 
     @staticmethod
     def backward(ctx, grad_lse: Tensor, grad_t: Tensor):
-        if ctx.used:
-            raise RuntimeError("fused_margin_loss: its backward reuses its buffer in place and runs once only")
-        ctx.used = True
-        x_hat, weight, w_norm, labels, exp_z, sum_exp = ctx.saved_tensors
-        rows = torch.arange(x_hat.shape[0], device=x_hat.device)
+        x_hat, weight, w_norm, labels, exp_z, sum_exp, target_exp = ctx.saved_tensors
         softmax_scale = grad_lse / sum_exp
-        grad_t = grad_t + exp_z[rows, labels] * softmax_scale
-        # ∂loss/∂(cos θ_ij) = g_i · softmax_ij · s, in place; the margin: the target entries' gradient went to
-        # t = s·ψ(θ_y) above, so they are not s·cos θ here
-        grad_z = exp_z.mul_((ctx.s * softmax_scale)[:, None])
-        grad_z[rows, labels] = 0
-        grad_x = grad_z @ (weight / w_norm[:, None])
-        grad_w = _weight_grad(grad_z.T @ x_hat, weight, w_norm) if ctx.needs_input_grad[1] else None
+        grad_t = grad_t + target_exp * softmax_scale
+        # ∂loss/∂(cos θ_ij) = s·g_i·softmax_ij off the target (its entries are 0 in the buffer): the row factor is
+        # applied to the N×d products, so the buffer is never written and a second backward finds it intact
+        row_scale = (ctx.s * softmax_scale)[:, None]
+        grad_x = (exp_z @ (weight / w_norm[:, None])).mul_(row_scale)
+        grad_w = _weight_grad(exp_z.T @ (x_hat * row_scale), weight, w_norm) if ctx.needs_input_grad[1] else None
         ctx.targets.backward(grad_t, x_hat, weight, grad_x, grad_w)
         return grad_x, grad_w, None, None, None
 
@@ -193,14 +206,17 @@ def _prepare(loss: MarginLoss, x: Tensor, labels: Tensor) -> tuple[Tensor, Tenso
     check_tensor("features", x, "(N, embedding_dim)")
     if x.dim() != 2 or x.shape[1] != loss.head.embedding_dim or x.shape[0] == 0:
         raise ValueError(f"features must have shape (N, {loss.head.embedding_dim}) with N >= 1, got {tuple(x.shape)}")
-    weight = loss.head.weight
-    labels = check_labels(labels, x.shape[0], weight.shape[0])
-    dtype = torch.promote_types(x.dtype, torch.float32)  # margin maths in at least float32, as MarginLoss does
-    return F.normalize(x.to(dtype), dim=1, eps=EPS), weight.to(dtype), labels
+    labels = check_labels(labels, x.shape[0], loss.head.weight.shape[0])
+    dtype = compute_dtype(x.dtype, loss.head.weight.dtype)  # MarginLoss's rule, so every path gives one value
+    weight = loss.head.weight.to(dtype)
+    check_centres(weight.norm(dim=1))  # one pass over C×d, against the forward's N×C×d
+    return F.normalize(x.to(dtype), dim=1, eps=EPS), weight, labels
 
 
-def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+def _reduce(per_sample: Tensor, reduction: str, x: Tensor) -> Tensor:
     check_choice("reduction", reduction, ("mean", "sum", "none"))
+    if not torch.isfinite(per_sample).all():
+        check_finite("features", x)  # as MarginLoss.forward: look at the input only when the loss is not finite
     return per_sample.mean() if reduction == "mean" else per_sample.sum() if reduction == "sum" else per_sample
 
 
@@ -214,17 +230,17 @@ def chunked_margin_loss(loss: MarginLoss, x: Tensor, labels: Tensor, chunk_size:
     chunk_size = check_int("chunk_size", chunk_size, 1, 1 << 30)
     x_hat, weight, labels = _prepare(loss, x, labels)
     lse, target = ChunkedMarginLogSumExp.apply(x_hat, weight, labels, loss.target_logit_from_cos, loss.s, chunk_size)
-    return _reduce(lse - target, reduction)
+    return _reduce(lse - target, reduction, x)
 
 
 def fused_margin_loss(loss: MarginLoss, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
     """``loss(x, labels)`` with one N×C buffer (no separate logits, log-softmax or gradient buffers).
 
-    Backward runs once per forward (its buffer is overwritten in place).
+    Backward only reads that buffer, so it can run more than once (``retain_graph=True``).
     """
     x_hat, weight, labels = _prepare(loss, x, labels)
     lse, target = FusedMarginLogSumExp.apply(x_hat, weight, labels, loss.target_logit_from_cos, loss.s)
-    return _reduce(lse - target, reduction)
+    return _reduce(lse - target, reduction, x)
 
 
 def peak_memory(fn) -> int:

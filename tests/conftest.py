@@ -50,3 +50,19 @@ def cifar_root(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(root, filter="data")
     return root
+
+
+@pytest.fixture(scope="session")
+def omniglot_root(tmp_path_factory) -> Path:
+    root = _env_root("omniglot-py/images_evaluation")
+    if root is not None:
+        return root
+    archive = MIRROR / "omniglot-py.tar.xz"
+    if not archive.is_file():
+        pytest.skip(f"no Omniglot: $ARCLIB_DATA is unset or lacks omniglot-py, and there is no {archive}")
+    root = tmp_path_factory.mktemp("omniglot")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    if (MIRROR / "omniglot-all_runs.zip").is_file():
+        shutil.copy(MIRROR / "omniglot-all_runs.zip", root / "omniglot-py" / "all_runs.zip")
+    return root

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arclib.distributed import ShardedMarginLoss, compare_with_one_process, launch, shard_range
+from arclib.distributed import ShardedMarginLoss, compare_with_one_process, launch, shard_range, world
 from arclib.losses import make
 from arclib.scale import chunked_margin_loss
 
@@ -55,6 +55,19 @@ def test_bad_arguments():
         launch(compare_with_one_process, 0)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_features_and_zero_centres_are_refused(value):
+    sharded = ShardedMarginLoss(make("arcface"), 20, 4)
+    x, labels = torch.randn(5, 4), torch.randint(0, 20, (5,))
+    x[2, 3] = value
+    with pytest.raises(ValueError, match=r"^features must be finite \(values in \(-inf, inf\), no NaN\)"):
+        sharded(x, labels)
+    with torch.no_grad():
+        sharded.weight[7] = 0  # a finite loss, but gradients near 1e12
+    with pytest.raises(ValueError, match=r"^weight rows \(class centres\) must have norm >= 1e-12.*class 7 "):
+        sharded(x.nan_to_num(), labels)
+
+
 def test_sharded_benchmark_runs(tmp_path):
     import subprocess
     import sys
@@ -101,3 +114,88 @@ def test_partialfc_sampling_scores_a_sample_of_the_centres():
     torch.testing.assert_close(sharded(x, labels), whole(x, labels), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"sample_rate must be in \(0, 1\]"):
         ShardedMarginLoss(make("arcface"), 40, 4, sample_rate=0)
+
+
+def _gradcheck_sharded(name: str) -> bool:
+    """Run in a one-process world: gradcheck of the sharded loss in float64, small (backward runs many times)."""
+    torch.manual_seed(0)
+    sharded = ShardedMarginLoss(make(name), 7, 8, weight=torch.randn(7, 8, dtype=torch.float64), chunk_size=3)
+    x, labels = torch.randn(5, 8, dtype=torch.float64), torch.randint(0, 7, (5,))
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(sharded.weight.detach(), dim=1).T
+    assert float(cos.min()) > -0.8 and float(cos.max()) < 0.9  # away from ArcFace's kink at θ* and the clamp at ±1
+    # gradcheck perturbs its inputs in place: W is passed as sharded.weight itself, which forward reads
+    return torch.autograd.gradcheck(lambda x, w: sharded(x, labels, reduction="none"),
+                                    (x.requires_grad_(), sharded.weight))
+
+
+@pytest.mark.parametrize("name", ["arcface", "cosface"])
+def test_gradcheck_in_a_one_process_world(name):
+    assert launch(_gradcheck_sharded, 1, name) == [True]
+
+
+def _ranks_that_differ() -> dict[str, object]:
+    """Run on 2 ranks: in each case rank 1 sends something rank 0 does not; returns what each case raised here,
+    then the errors of a good step run backward twice (the ranks must still be in step) against one process."""
+    rank, other = world()[0], world()[0] == 1
+    torch.manual_seed(0)
+    weight, x_all, labels_all = torch.randn(20, 5), torch.randn(8, 4), torch.tensor([0, 3, 12, 19, 7, 10, 15, 3])
+    start, end = shard_range(20, rank, 2)
+    x, labels = x_all[4 * rank:4 * rank + 4], labels_all[4 * rank:4 * rank + 4]
+
+    def run(x: torch.Tensor, labels: torch.Tensor = labels, dim: int = 4, shard: torch.Tensor | None = None) -> str:
+        loss = ShardedMarginLoss(make("arcface"), 20, dim, weight=weight[start:end, :dim] if shard is None else shard)
+        try:
+            loss(x, labels)
+        except ValueError as error:
+            return str(error)
+        return "no error"
+
+    zero, nan = weight[start:end, :4].clone(), x.clone()
+    if other:
+        zero[3], nan[2, 1] = 0, float("nan")
+    cases = {
+        "dtype": run(x.double() if other else x),
+        "embedding size": run(torch.randn(4, 5) if other else x, dim=5 if other else 4),
+        "feature shape": run(torch.randn(4, 5) if other else x),
+        "batch": run(x[:3] if other else x, labels[:3] if other else labels),
+        "zero centre": run(x, shard=zero),
+        "non-finite": run(nan),
+        "labels": run(x, labels + 20 if other else labels),
+    }
+    whole = make("arcface", num_classes=20, embedding_dim=4)
+    whole.head.weight.data = weight[:, :4].clone()
+    features = x_all.clone().requires_grad_()
+    whole(features, labels_all).backward()
+    sharded = ShardedMarginLoss(make("arcface"), 20, 4, weight=weight[start:end, :4])
+    mine = x.clone().requires_grad_()
+    value = sharded(mine, labels)
+    value.backward(retain_graph=True)
+    value.backward()  # twice: the gradients are twice the one-process ones
+    for what, got, expected in [("feature", mine.grad, features.grad[4 * rank:4 * rank + 4]),
+                                ("W", sharded.weight.grad, whole.head.weight.grad[start:end])]:
+        cases[f"{what} gradient error"] = float((got - 2 * expected).abs().max() / (2 * expected).abs().max())
+    return cases
+
+
+def test_ranks_that_differ_are_refused_on_every_rank():
+    # before these checks a dtype or width that differs aborted gloo in C++, and an error on one rank alone left
+    # the other waiting in a collective
+    zero, one = launch(_ranks_that_differ, 2)
+    expected = {
+        "dtype": "features must have the same dtype on every rank, got rank 0: float32, rank 1: float64",
+        "embedding size": "embedding_dim must be the same on every rank, got rank 0: 4, rank 1: 5",
+        "feature shape": "features must have shape (N, 4) with N >= 1 on every rank, got rank 0: (4, 4), rank 1: (4, 5)",
+        "batch": "features must have the same batch size on every rank, got rank 0: 4, rank 1: 3",
+        "non-finite": "features must be finite (values in (-inf, inf), no NaN); those of rank(s) [1] hold non-finite "
+                      "entries",
+    }
+    for case, message in expected.items():
+        assert zero[case] == one[case] == message, case
+    # rank 1's shard starts at class 10: its row 3 is class 13
+    assert zero["zero centre"] == one["zero centre"]
+    assert zero["zero centre"].startswith("weight rows (class centres) must have norm >= 1e-12")
+    assert "class 13 " in zero["zero centre"]
+    assert one["labels"] == "labels must be in [0, 20), got values in [23, 35]"  # the rank at fault: its own error
+    assert zero["labels"].startswith("labels must be integers in [0, num_classes)") and "rank(s) [1]" in zero["labels"]
+    for result in (zero, one):
+        assert result["feature gradient error"] < 1e-5 and result["W gradient error"] < 1e-5

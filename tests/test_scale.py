@@ -101,12 +101,76 @@ def test_bad_arguments():
         fused_margin_loss(loss, x, labels, reduction="avg")
 
 
-def test_fused_backward_runs_once():
+PATHS = {
+    "chunked": lambda loss, x, labels, **kw: chunked_margin_loss(loss, x, labels, chunk_size=5, **kw),
+    "fused": fused_margin_loss,
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_backward_twice_with_retain_graph(path):
     loss, x, labels = setup("arcface")
-    value = fused_margin_loss(loss, x.requires_grad_(), labels)
+    x.requires_grad_()
+    value = PATHS[path](loss, x, labels)
     value.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="runs once only"):
+    once = x.grad.clone(), loss.head.weight.grad.clone()
+    value.backward()  # the saved state is intact: the gradients add up again
+    torch.testing.assert_close(x.grad, 2 * once[0])
+    torch.testing.assert_close(loss.head.weight.grad, 2 * once[1])
+
+
+@pytest.mark.parametrize("name", ["arcface", "cosface"])
+@pytest.mark.parametrize("path", list(PATHS))
+def test_gradcheck(path, name):
+    # float64, small; seed 3: every cos θ inside (−0.8, 0.9), away from ArcFace's kink at θ* and the clamp at ±1
+    loss, x, labels = setup(name, num_classes=7, dim=4, batch=5, dtype=torch.float64, seed=3)
+    with torch.no_grad():
+        cos = loss.head(x)
+    assert float(cos.min()) > -0.8 and float(cos.max()) < 0.9
+    x.requires_grad_()
+    # gradcheck perturbs its inputs in place: W is passed as loss.head.weight itself, which the path reads
+    assert torch.autograd.gradcheck(lambda x, w: PATHS[path](loss, x, labels, reduction="none"),
+                                    (x, loss.head.weight))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("path", list(PATHS))
+def test_non_finite_features_are_refused_by_name(path, value):
+    loss, x, labels = setup("arcface")
+    x[3, 1] = value
+    with pytest.raises(ValueError, match=r"^features must be finite \(values in \(-inf, inf\), no NaN\)"):
+        PATHS[path](loss, x, labels)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_zero_centre_is_refused_naming_its_class(path):
+    loss, x, labels = setup("arcface")
+    with torch.no_grad():
+        loss.head.weight[5] = 0  # its gradient would be about 1e12
+    with pytest.raises(ValueError, match=r"^weight rows \(class centres\) must have norm >= 1e-12.*class 5 "):
+        PATHS[path](loss, x, labels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_every_path_promotes_features_alike(dtype):
+    """float16 / bfloat16 / float64 features with a float32 W, outside autocast: the plain loss, chunked, fused and
+    sharded all run in the wider of the two and float32, and give one value and one gradient."""
+    from arclib.distributed import ShardedMarginLoss
+
+    loss, x, labels = setup("arcface")
+    x = x.to(dtype)
+    sharded = ShardedMarginLoss(make("arcface"), 37, 8, weight=loss.head.weight, chunk_size=5)
+    paths = {"plain": reference, **PATHS, "sharded": lambda _, x, labels: sharded(x, labels)}
+    results = {}
+    for name, fn in paths.items():
+        xg = x.detach().clone().requires_grad_()
+        value = fn(loss, xg, labels)
         value.backward()
+        assert value.dtype == torch.promote_types(dtype, torch.float32), name
+        assert xg.grad.dtype == dtype, name
+        results[name] = value.detach(), xg.grad.double()
+    for got in results.values():
+        assert_same(got, results["plain"], rtol=1e-5 if dtype == torch.float64 else 1e-3)
 
 
 def test_chunked_path_holds_no_n_by_c_buffer():

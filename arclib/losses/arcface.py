@@ -23,10 +23,14 @@ def angular_margin(theta: Tensor, m1: float, m2: float, m3: float, tail: str) ->
     - ``"continuous"`` (arclib's default): past θ* use cos θ − cos θ* − 1 − m3, a CosFace-style tail that
       meets the curve at θ* (value −1 − m3). Monotone and continuous; past θ* its slope is NormFace's −sin θ,
       so it vanishes only at the single points θ* (where cos(θ + m) bottoms out) and θ = π, never on a stretch.
+      Below θ* its gradient is deliberately that of cos(θ + m), which today's InsightFace drops
+      (tests/test_peers.py).
     - ``"fallback"``: the original InsightFace code, cos θ − m·sin m past θ* (ArcFace only, m1 = 1).
-      Monotone, but it jumps down at θ* (from −1 to −cos m − m·sin m ≈ −1.117 for m = 0.5).
-    - ``"straight_through"``: today's InsightFace: the value cos(θ + m) everywhere, the gradient of cos θ
-      (the margin is applied without gradient). The value is still not monotone.
+      Monotone, but it jumps down at θ* (from −1 to −cos m − m·sin m ≈ −1.117 for m = 0.5). It is also
+      pytorch-metric-learning's ``ArcFaceLoss`` (whose margin is in degrees).
+    - ``"straight_through"``: today's InsightFace (arcface_torch's ``ArcFace`` and ``CombinedMarginLoss(s, 1, m,
+      0)``): the value cos(θ + m) everywhere, the gradient of cos θ (the margin is applied without gradient). The
+      value is still not monotone.
     - ``"easy"``: "easy margin": the margin only where cos θ > 0, plain cos θ beyond 90°. Not monotone at 90°.
     - ``"none"``: the textbook formula, not monotone.
     """
@@ -50,7 +54,8 @@ class ArcFace(MarginLoss):
     r"""L3 = −(1/N) Σ_i log( e^{s cos(θ_{y_i} + m)} / (e^{s cos(θ_{y_i} + m)} + Σ_{j≠y_i} e^{s cos θ_j}) ).
 
     Seed 003's five steps: normalise and dot (cos θ), arccos (θ), add m to the target angle, cos and scale by
-    s, softmax cross-entropy. ψ(θ) = cos(θ + m); for θ > π − m see ``angular_margin`` (``tail``).
+    s, softmax cross-entropy. ψ(θ) = cos(θ + m); for θ > π − m see ``angular_margin`` (``tail``). ``m`` is in
+    radians, as in the paper (pytorch-metric-learning's ``ArcFaceLoss`` takes degrees: its 28.6 is 0.49916 rad).
     """
 
     name = "arcface"

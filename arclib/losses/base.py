@@ -142,7 +142,13 @@ class MarginLoss(nn.Module):
     def forward(self, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
         """The loss of the batch ``x`` with ``labels``: its mean, "sum" or per sample ("none").
 
-        An empty batch is a ValueError (its mean would be NaN, and a NaN loss spoils every weight it touches).
+        An empty batch is a ValueError (its mean would be NaN, and a NaN loss spoils every weight it touches), and
+        so are NaN or infinite inputs and, with a cosine head, a zero row of W.
+
+        dtypes: the head and the margin run in the widest of the features' dtype, W's dtype and float32, so
+        float16 / bfloat16 features meet a float32 W and the loss comes out in float32 (float64 features: float64).
+        Under autocast the head's matmul runs in the autocast dtype and the margin still in float32.
+        ``arclib.scale`` and ``arclib.distributed`` follow the same rule and give the same value.
         """
         z = self.logits(x, labels, check_values=False)
         if z.shape[0] == 0:

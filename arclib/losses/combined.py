@@ -15,7 +15,9 @@ class Combined(MarginLoss):
     r"""ψ(θ) = cos(m1·θ + m2) − m3: multiplicative (SphereFace), additive angular (ArcFace) and additive
     cosine (CosFace) margins together. (1, m, 0) is ArcFace, (1, 0, m) CosFace, (m, 0, 0) SphereFace's
     cos(mθ) (without its piecewise extension). Past m1·θ + m2 = π, ``tail`` works as in ArcFace;
-    ``"fallback"`` is defined only for m1 = 1, as in the original code.
+    ``"fallback"`` is defined only for m1 = 1, as in the original code. Every (m1, m2, m3) is deliberately the
+    original mxnet formula: InsightFace's arcface_torch ``CombinedMarginLoss`` ignores m1 and m2 whenever m3 > 0
+    and raises for m1 ≠ 1 with m3 = 0 (tests/test_peers.py).
     """
 
     name = "combined"

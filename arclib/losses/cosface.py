@@ -22,7 +22,7 @@ class CosFace(MarginLoss):
     def __init__(self, s: float = 64.0, m: float = 0.35, num_classes: int | None = None,
                  embedding_dim: int | None = None, criterion: str = "softmax") -> None:
         super().__init__(s=s, num_classes=num_classes, embedding_dim=embedding_dim, criterion=criterion)
-        self.m = check_range("m", m, 0.0, 2.0)
+        self.m = check_range("m", m, -1.0, 2.0)  # m < 0: the negative margin of Liu et al., ECCV 2020
 
     def psi(self, theta: Tensor) -> Tensor:
         return torch.cos(theta) - self.m

@@ -16,7 +16,8 @@ class SphereFace(MarginLoss):
 
     cos(mθ) alone turns back up after θ = π/m; the piecewise form (seed 004, §3.2) is monotone and continuous
     on [0, π] and falls from 1 to 1 − 2m. SphereFace scales by ‖x‖; arclib, like the ArcFace paper's
-    comparison, normalises x and scales by s. ``lam`` is SphereFace's annealing weight λ:
+    comparison, normalises x and scales by s (pytorch-metric-learning's ``SphereFaceLoss`` scales by ‖x‖·scale, so
+    the two agree only on unit-norm features: tests/test_peers.py). ``lam`` is SphereFace's annealing weight λ:
     ψ_λ = (λ·cos θ + ψ)/(1 + λ), which starts training close to NormFace (λ large) and is lowered towards 0.
     """
 

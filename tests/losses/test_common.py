@@ -199,7 +199,7 @@ BAD_HPARAMS = [
     ("sphereface", {"lam": math.nan}, r"^lam must"),
     ("sphereface", {"lam": math.inf}, r"^lam must"),  # (λ·cos θ + ψ)/(1 + λ) would be inf/inf
     ("sphereface", {"m": None}, r"^m must"), ("sphereface", {"m": "four"}, r"^m must"),
-    ("cosface", {"m": -0.01}, r"^m must"), ("cosface", {"m": 2.01}, r"^m must"),
+    ("cosface", {"m": -1.01}, r"^m must"), ("cosface", {"m": 2.01}, r"^m must"),
     ("arcface", {"m": -0.01}, r"^m must"), ("arcface", {"m": math.pi / 2 + 0.01}, r"^m must"),
     ("arcface", {"tail": "bogus"}, r"^tail must"), ("arcface", {"tail": None}, r"^tail must"),
     ("combined", {"m1": 0.0}, r"^m1 must"), ("combined", {"m1": 10.5}, r"^m1 must"),
@@ -310,6 +310,35 @@ def test_non_finite_inputs(name, head, value):
     x[1, 0] = value
     with pytest.raises(ValueError, match=("features" if head else COS_NAME[name]) + " must be finite"):
         loss(x, y)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+def test_zero_centre_is_refused_naming_its_class(name):
+    """A zero row of W has no direction: F.normalize's floor would give it a finite loss and gradients near 1e12."""
+    loss, x, y = _inputs(name, head=True)
+    with torch.no_grad():
+        loss.head.weight[2] = 0
+    with pytest.raises(ValueError, match=r"^weight rows \(class centres\) must have norm >= 1e-12.*class 2 "):
+        loss(x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_features_of_another_dtype_meet_a_float32_head(name, dtype):
+    """Outside autocast the head and the margin run in the widest of the features' dtype, W's and float32: the
+    same loss as the features promoted by hand, the gradient in the features' own dtype."""
+    loss, x, y = _inputs(name, head=True)
+    x = x.to(dtype)
+    values = {}
+    for kind, features in (("as given", x), ("promoted", x.to(torch.promote_types(dtype, torch.float32)))):
+        features = features.detach().clone().requires_grad_()
+        value = loss(features, y)
+        value.backward()
+        assert value.dtype == torch.promote_types(dtype, torch.float32) and features.grad.dtype == features.dtype
+        values[kind] = value.detach(), features.grad.to(value.dtype)
+    torch.testing.assert_close(values["as given"][0], values["promoted"][0], rtol=1e-6, atol=0)
+    torch.testing.assert_close(values["as given"][1], values["promoted"][1], rtol=1e-2, atol=1e-2 * float(
+        values["promoted"][1].abs().max()))  # the one rounding of the gradient to float16 / bfloat16
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])

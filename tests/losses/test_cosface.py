@@ -48,3 +48,14 @@ def test_agrees_with_pytorch_metric_learning(ref, seed, dtype):
     x = torch.randn(n, d, generator=gen, dtype=dtype)
     y = torch.randint(0, c, (n,), generator=gen)
     ref.check_oracle(ours, pml, x, y, lambda: pml.W.grad.T)
+
+
+def test_negative_margin_is_allowed_and_loosens_the_target():
+    """m < 0 (Liu et al., "Negative Margin Matters", ECCV 2020): the target logit s(cos θ + |m|) is *above*
+    NormFace's, so the loss is lower; the refusal bound is m >= -1."""
+    cos = torch.tensor([[0.5, 0.1, -0.2]], dtype=torch.float64)
+    labels = torch.tensor([0])
+    negative = CosFace(s=16.0, m=-0.2)(cos, labels)
+    expected = -torch.log_softmax(16.0 * torch.tensor([[0.7, 0.1, -0.2]], dtype=torch.float64), dim=1)[0, 0]
+    torch.testing.assert_close(negative, expected)
+    assert negative < CosFace(s=16.0, m=0.0)(cos, labels)
