@@ -27,25 +27,40 @@ from arclib.config import data_root
 from arclib.data import Omniglot, omniglot_image
 
 RUNS_FILE = "all_runs.zip"
+RUNS_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/one-shot-classification/all_runs.zip"
+RUNS_SHA256 = "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325"  # the file at brendenlake/omniglot 057f034
 
 
-def _runs_zip(root: str | os.PathLike | None) -> Path:
+def _runs_zip(root: str | os.PathLike | None, download: bool | None) -> Path:
+    from arclib.pretrained import sha256
+
     path = data_root(root) / Omniglot.folder / RUNS_FILE
+    if not path.is_file() and download is not False:
+        from torchvision.datasets.utils import download_url
+
+        try:
+            download_url(RUNS_URL, str(path.parent), RUNS_FILE)
+        except Exception as err:  # no network: say where the file goes
+            path.unlink(missing_ok=True)
+            raise FileNotFoundError(f"{path} not found and its download failed ({type(err).__name__}: {err}): it "
+                                    f"is {RUNS_URL}; put it there (the offline mirror's `materialize` does) or pass "
+                                    f"root=...") from None
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the 20 one-shot runs are brendenlake/omniglot's python/one-shot-classification/"
-            f"all_runs.zip; put it there (the offline mirror's `materialize` does) or pass root=...")
+        raise FileNotFoundError(f"{path} not found (download=False): it is {RUNS_URL}; put it there or pass root=...")
+    if sha256(path) != RUNS_SHA256:
+        raise ValueError(f"{path} is not the author's all_runs.zip: its sha256 differs from {RUNS_SHA256[:16]}…")
     return path
 
 
-def official_runs(root: str | os.PathLike | None = None, size: int = 28) -> list[dict]:
+def official_runs(root: str | os.PathLike | None = None, size: int = 28, download: bool | None = None) -> list[dict]:
     """The 20 runs as dicts: ``support`` (20, 1, size, size) and ``query`` (20, 1, size, size) tensors in the
     normalisation of ``arclib.data.omniglot``, ``answer`` (20,) the index of each query's support image, and
-    ``support_ink`` / ``query_ink``: the 105×105 boolean ink masks the Hausdorff baseline reads."""
+    ``support_ink`` / ``query_ink``: the 105×105 boolean ink masks the Hausdorff baseline reads. The zip is
+    downloaded when missing (``download=None``; False never downloads) and its sha256 checked."""
     from PIL import Image
 
     runs = []
-    with zipfile.ZipFile(_runs_zip(root)) as z:
+    with zipfile.ZipFile(_runs_zip(root, download)) as z:
         for r in range(1, 21):
             pairs = [line.split() for line in z.read(f"run{r:02d}/class_labels.txt").decode().splitlines() if line]
             support_names = sorted({train for _, train in pairs})
@@ -155,17 +170,43 @@ def recipe_epochs(num_classes: int, epochs_at_all: int = 6, min_steps: int = 240
     return max(epochs_at_all, -(-min_steps // steps_per_epoch))
 
 
+def random_affine(images: Tensor, degrees: float = 10.0, shift: float = 0.07, scale: float = 0.1,
+                  shear: float = 10.0) -> Tensor:
+    """A batch (N, 1, H, W) of normalised Omniglot images, each through its own random affine map: rotation
+    ±``degrees``, shift ±``shift`` of the width, scale 1 ± ``scale``, shear ±``shear`` degrees; the paper shows
+    outside the map. One ``grid_sample`` for the whole batch (per-image transforms cost more than the training step
+    on a CPU)."""
+    from arclib.data import OMNIGLOT_NORMALISATION
+
+    n = images.shape[0]
+    u = torch.rand(n, 5) * 2 - 1
+    angle, shear_ = torch.deg2rad(u[:, 0] * degrees), torch.deg2rad(u[:, 1] * shear)
+    zoom = 1 + u[:, 2] * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin + torch.tan(shear_) * cos, 2 * shift * u[:, 3]], 1),
+                         torch.stack([sin, cos + torch.tan(shear_) * sin, 2 * shift * u[:, 4]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    background = -OMNIGLOT_NORMALISATION[0] / OMNIGLOT_NORMALISATION[1]
+    # sample ink (image − background) so that outside the map is background, not zero
+    return F.grid_sample(images - background, grid, align_corners=False) + background
+
+
+def _augmenting_collate(batch):
+    x, y = torch.utils.data.default_collate(batch)
+    return random_affine(x), y
+
+
 def train_on_characters(background, loss_name: str, num_classes: int, seed: int, loss_kw: dict | None = None,
                         epochs: int | None = None, embedding_dim: int = 128, dropout: float = 0.1,
                         batch_size: int = 128, lr: float = 0.1, weight_decay: float = 5e-4,
                         margin_warmup: float | None = None, checkpoint=None, resume=None,
-                        progress: bool = False, max_steps: int | None = None) -> dict:
+                        progress: bool = False, max_steps: int | None = None, augment: bool = False) -> dict:
     """Train ``MnistNet`` + ``loss_name`` on ``num_classes`` random background characters (drawers 1-16).
 
     Every loss of a comparison with the same ``seed`` gets the same characters, the same network initialisation
     (``torch.manual_seed(seed)`` right before the model is built) and the same batches; the class centres are
     drawn next (a ``CosineHead``'s random rows, or ``nn.Linear``'s for softmax). ``margin_warmup`` defaults to a
-    sixth of the epochs. Returns ``{"model", "loss", "history", "characters", "held_out"}`` (``held_out``: a
+    sixth of the epochs. ``augment``: every training batch through random affine maps (``random_affine``). Returns ``{"model", "loss", "history", "characters", "held_out"}`` (``held_out``: a
     loader of drawers 17-20 of the same characters, for closed-set accuracy).
     """
     from torch.utils.data import DataLoader
@@ -178,7 +219,7 @@ def train_on_characters(background, loss_name: str, num_classes: int, seed: int,
     epochs = recipe_epochs(num_classes, batch_size=batch_size) if epochs is None else epochs
     train = omniglot_subset(background, characters, TRAIN_DRAWERS)
     held = omniglot_subset(background, characters, HELD_OUT_DRAWERS)
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size,
+    train_loader = DataLoader(train, batch_size=batch_size, collate_fn=_augmenting_collate if augment else None, shuffle=True, drop_last=len(train) > batch_size,
                               generator=torch.Generator().manual_seed(seed))
     held_loader = DataLoader(held, batch_size=512)
     torch.manual_seed(seed)
@@ -188,7 +229,7 @@ def train_on_characters(background, loss_name: str, num_classes: int, seed: int,
                   seed=seed, checkpoint=checkpoint, resume=resume, progress=progress, max_steps=max_steps,
                   margin_warmup=epochs / 6 if margin_warmup is None else margin_warmup,
                   settings={"data": "omniglot-background", "characters": characters,
-                            "drawers": list(TRAIN_DRAWERS)})
+                            "drawers": list(TRAIN_DRAWERS), "augment": bool(augment), "dropout": dropout})
     return {"model": model, "loss": loss, "history": history, "characters": characters, "held_out": held_loader}
 
 
@@ -212,3 +253,40 @@ def unseen_metrics(model: torch.nn.Module, evaluation, runs: list[dict] | None =
     if runs is not None:
         out["one_shot_runs_error"] = runs_error(model, runs)[0]
     return out
+
+
+# ---- what the study recorded, shipped inside arclib ---------------------------------------------------------
+
+STUDY = Path(__file__).resolve().parent / "checkpoints" / "OMNIGLOT.json"
+
+
+def study() -> dict:
+    """The Omniglot study as ``benchmarks/omniglot_study.py --ship`` recorded it: ``{"runs": [one dict per run:
+    label, loss, loss_kw, K, seed, the metrics of ``unseen_metrics``, closed_set, train_loss, seconds, ...],
+    "models": {name: manifest entry}, "commands": [...]}``."""
+    import json
+
+    if not STUDY.is_file():
+        raise FileNotFoundError(f"{STUDY} is missing; reinstall arclib or run benchmarks/omniglot_study.py --ship")
+    return json.loads(STUDY.read_text())
+
+
+def summary(runs: list[dict], metric: str) -> dict[tuple[str, int], tuple[float, float, int]]:
+    """{(label, K): (mean, standard deviation over seeds, number of seeds)} of ``metric`` over ``runs``."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    for run in runs:
+        cells.setdefault((run["label"], run["K"]), []).append(float(run[metric]))
+    return {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"), len(v))
+            for key, v in cells.items()}
+
+
+def shipped(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """(model in eval mode, loss, entry) of a shipped Omniglot model, its sha256 checked (``pretrained.load_file``)."""
+    from arclib import pretrained
+
+    models = study()["models"]
+    if name not in models:
+        raise ValueError(f"name must be a shipped Omniglot model ({', '.join(sorted(models))}); got {name!r}")
+    entry = models[name]
+    model, loss, _ = pretrained.load_file(STUDY.parent / entry["file"], entry["sha256"])
+    return model, loss, entry

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["arrows", "angle_arc", "margin_boundary", "binary_decision", "flow_diagram", "live_figure",
-           "plot_embedding_2d", "centre_angles", "angle_histogram", "plot_histories"]
+           "plot_embedding_2d", "centre_angles", "angle_histogram", "plot_histories", "metric_against_classes"]
 
 
 # ---- vectors in the plane -------------------------------------------------------------------------------
@@ -417,3 +417,30 @@ def roc_curves(ax, results: dict, fars: Sequence[float] = (1e-3, 1e-2, 1e-1)):
 
 
 __all__ += ["pair_angle_histogram", "roc_curves"]
+
+
+def metric_against_classes(ax, runs: Sequence[dict], metric: str, labels: dict[str, str],
+                           colours: dict[str, str] | None = None, ylabel: str | None = None) -> dict:
+    """One line per loss of ``metric`` against the number of training classes K (log axis), the band ±1 standard
+    deviation over seeds. ``runs``: dicts with ``label``, ``K`` and ``metric`` (``arclib.fewshot.study()["runs"]``);
+    ``labels`` maps the run labels to draw to their legend names. Returns {label: (K, mean, sd)}."""
+    drawn = {}
+    for i, (label, name) in enumerate(labels.items()):
+        by_k: dict[int, list[float]] = {}
+        for run in runs:
+            if run["label"] == label:
+                by_k.setdefault(int(run["K"]), []).append(float(run[metric]))
+        if not by_k:
+            raise ValueError(f"labels: no run is labelled {label!r}")
+        ks = np.array(sorted(by_k))
+        mean = np.array([np.mean(by_k[k]) for k in ks])
+        sd = np.array([np.std(by_k[k], ddof=1) if len(by_k[k]) > 1 else 0.0 for k in ks])
+        colour = (colours or {}).get(label, f"C{i}")
+        ax.plot(ks, mean, marker="o", ms=4, lw=1.8, color=colour, label=name)
+        ax.fill_between(ks, mean - sd, mean + sd, color=colour, alpha=0.18, lw=0)
+        drawn[label] = (ks, mean, sd)
+    ax.set_xscale("log")
+    ax.set_xlabel("training classes K (log scale)")
+    ax.set_ylabel(ylabel or metric)
+    ax.grid(alpha=0.3)
+    return drawn

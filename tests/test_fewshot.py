@@ -105,3 +105,14 @@ def test_a_short_run_end_to_end(omniglot_root, evaluation):
                                 evaluation.drawers[:400], evaluation.alphabets[:400])
     metrics = fewshot.unseen_metrics(out["model"], small, n_pairs=200, n_episodes=20)
     assert 0.5 < metrics["auc"] <= 1.0 and 5.0 <= metrics["one_shot_episodes"] <= 100.0
+
+
+def test_official_runs_refuses_a_missing_or_altered_zip(tmp_path, omniglot_root):
+    with pytest.raises(FileNotFoundError, match="all_runs.zip"):
+        fewshot.official_runs(tmp_path, download=False)
+    (tmp_path / "omniglot-py").mkdir()
+    altered = bytearray((omniglot_root / "omniglot-py" / "all_runs.zip").read_bytes())
+    altered[100] ^= 1
+    (tmp_path / "omniglot-py" / "all_runs.zip").write_bytes(bytes(altered))
+    with pytest.raises(ValueError, match="sha256"):
+        fewshot.official_runs(tmp_path, download=False)

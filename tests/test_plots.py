@@ -211,3 +211,15 @@ def test_plot_embedding_sphere_puts_points_on_the_unit_sphere():
     with pytest.raises(ValueError, match="3-D embeddings"):
         plots.plot_embedding_sphere(ax3, torch.randn(5, 2), torch.arange(5), torch.randn(10, 2))
     plt.close(fig)
+
+
+def test_metric_against_classes_draws_means_and_seed_bands(ax):
+    runs = [{"label": "a", "K": k, "acc": k / 10 + seed} for k in (10, 100) for seed in (0, 1, 2)]
+    runs += [{"label": "b", "K": 10, "acc": 5.0}]
+    drawn = plots.metric_against_classes(ax, runs, "acc", {"a": "loss A", "b": "loss B"})
+    ks, mean, sd = drawn["a"]
+    assert ks.tolist() == [10, 100] and mean.tolist() == [2.0, 11.0] and sd.tolist() == [1.0, 1.0]
+    assert [line.get_label() for line in ax.lines] == ["loss A", "loss B"] and ax.get_xscale() == "log"
+    assert len(ax.collections) == 2  # one band per loss
+    with pytest.raises(ValueError, match="labels"):
+        plots.metric_against_classes(ax, runs, "acc", {"c": "missing"})
