@@ -38,31 +38,30 @@ def mnist_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def cifar_root(tmp_path_factory) -> Path:
-    root = _env_root("cifar-10-batches-py/test_batch")
+def _root_from_archive(tmp_path_factory, name: str, folder: str, marker: str, archive: str) -> Path:
+    """``$ARCLIB_DATA`` if it holds ``folder/marker``, else the mirror's ``archive`` extracted once, else a skip."""
+    root = _env_root(f"{folder}/{marker}")
     if root is not None:
         return root
-    archive = MIRROR / "cifar-10-batches-py.tar.xz"
-    if not archive.is_file():
-        pytest.skip(f"no CIFAR-10: $ARCLIB_DATA is unset or lacks cifar-10-batches-py, and there is no {archive}")
-    root = tmp_path_factory.mktemp("cifar")
-    with tarfile.open(archive) as tar:
+    path = MIRROR / archive
+    if not path.is_file():
+        pytest.skip(f"no {name}: $ARCLIB_DATA is unset or lacks {folder}, and there is no {path}")
+    root = tmp_path_factory.mktemp(name.lower())
+    with tarfile.open(path) as tar:
         tar.extractall(root, filter="data")
     return root
 
 
 @pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    return _root_from_archive(tmp_path_factory, "CIFAR-10", "cifar-10-batches-py", "test_batch",
+                              "cifar-10-batches-py.tar.xz")
+
+
+@pytest.fixture(scope="session")
 def omniglot_root(tmp_path_factory) -> Path:
-    root = _env_root("omniglot-py/images_evaluation")
-    if root is not None:
-        return root
-    archive = MIRROR / "omniglot-py.tar.xz"
-    if not archive.is_file():
-        pytest.skip(f"no Omniglot: $ARCLIB_DATA is unset or lacks omniglot-py, and there is no {archive}")
-    root = tmp_path_factory.mktemp("omniglot")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    if (MIRROR / "omniglot-all_runs.zip").is_file():
-        shutil.copy(MIRROR / "omniglot-all_runs.zip", root / "omniglot-py" / "all_runs.zip")
+    root = _root_from_archive(tmp_path_factory, "Omniglot", "omniglot-py", "images_evaluation", "omniglot-py.tar.xz")
+    runs = root / "omniglot-py" / "all_runs.zip"
+    if not runs.is_file() and (MIRROR / "omniglot-all_runs.zip").is_file():
+        shutil.copy(MIRROR / "omniglot-all_runs.zip", runs)
     return root

@@ -41,3 +41,12 @@ def test_loss_overhead_tiny():
                  "--warmup", "1", "--threads", "1", "--methods", "floor", "arcface")
     assert proc.returncode == 0, proc.stderr
     assert "arcface" in proc.stdout and "- CPU:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_omniglot_study_quick(omniglot_root, monkeypatch):
+    monkeypatch.setenv("ARCLIB_OMNIGLOT_CHECKSUMS", "offline-mirror")  # the mirror has the images, not the zips
+    proc = bench("omniglot_study.py", "--quick", data=omniglot_root)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| softmax | 10 |", "| arcface | 30 |"))]
+    assert len(rows) == 2 and "- CPU:" in proc.stdout

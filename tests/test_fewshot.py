@@ -116,3 +116,31 @@ def test_official_runs_refuses_a_missing_or_altered_zip(tmp_path, omniglot_root)
     (tmp_path / "omniglot-py" / "all_runs.zip").write_bytes(bytes(altered))
     with pytest.raises(ValueError, match="sha256"):
         fewshot.official_runs(tmp_path, download=False)
+
+
+def test_shipped_study_and_models_are_whole():
+    study = fewshot.study()
+    labels = {(r["label"], r["K"]) for r in study["runs"]}
+    for label in ("softmax", "normface", "cosface", "arcface"):
+        for k in (10, 30, 100, 300, 964):
+            assert (label, k) in labels
+            assert len([r for r in study["runs"] if r["label"] == label and r["K"] == k]) >= 3, (label, k)
+    total = 0
+    for name, entry in study["models"].items():
+        path = fewshot.STUDY.parent / entry["file"]
+        assert path.stat().st_size == entry["bytes"] and entry["bytes"] <= 1_000_000, name
+        total += entry["bytes"]
+        with pytest.raises(ValueError, match="shipped Omniglot model"):
+            fewshot.shipped("omniglot-none")
+    assert total <= 5_000_000
+
+
+@pytest.mark.parametrize("name", sorted(fewshot.study()["models"]))
+def test_shipped_model_reproduces_its_unseen_metrics(name, evaluation, omniglot_root):
+    model, _, entry = fewshot.shipped(name)  # refuses a file whose sha256 is not the recorded one
+    got = fewshot.unseen_metrics(model, evaluation, fewshot.official_runs(omniglot_root))
+    want = entry["shipped_metrics"]
+    # another CPU may round a borderline query differently: 0.1 point of 40,000 episode answers is 40 of them
+    assert got["one_shot_episodes"] == pytest.approx(want["one_shot_episodes"], abs=0.1)
+    assert got["auc"] == pytest.approx(want["auc"], abs=1e-3)
+    assert got["one_shot_runs_error"] == pytest.approx(want["one_shot_runs_error"], abs=0.5)
