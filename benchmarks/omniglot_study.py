@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -156,19 +155,13 @@ def load_results(results: Path = RESULTS) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
-    return m, sd
-
-
 def summary(rows: list[dict]) -> dict[tuple[str, int], dict[str, tuple[float, float, int]]]:
-    """{(label, K): {metric: (mean, std over seeds, seeds)}}."""
-    cells: dict = {}
-    for r in rows:
-        cells.setdefault((r["label"], r["K"]), []).append(r)
-    return {key: {m: (*mean_std([r[m] for r in rs]), len(rs)) for m, _, _ in METRICS if all(m in r for r in rs)}
-            for key, rs in cells.items()}
+    """{(label, K): {metric: (mean, std over seeds, seeds)}}, from ``arclib.fewshot.summary`` per metric."""
+    from arclib import fewshot
+
+    per_metric = {m: fewshot.summary([r for r in rows if m in r], m) for m, _, _ in METRICS}
+    return {(r["label"], r["K"]): {m: cells[(r["label"], r["K"])] for m, cells in per_metric.items()
+                                   if (r["label"], r["K"]) in cells} for r in rows}
 
 
 def _table(cells: dict, keys: list[tuple[str, int]]) -> str:
