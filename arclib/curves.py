@@ -31,14 +31,15 @@ def _as_tensor(thetas) -> torch.Tensor:
     return torch.as_tensor(np.asarray(thetas, dtype=np.float64))
 
 
-def target_logit_curve(loss: MarginLoss, thetas, scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def target_logit_curve(loss: MarginLoss, thetas, scaled: bool = False, **condition) -> tuple[np.ndarray, np.ndarray]:
     """ψ(θ) and dψ/dθ at each θ, both from ``loss.target_logit`` (the slope by autograd).
 
     ``scaled=True`` returns the logit s·ψ(θ) and its slope instead. The slope is what back-propagation sees,
-    so for ``tail="straight_through"`` it is NormFace's −sin θ although the value is cos(θ + m).
+    so for ``tail="straight_through"`` it is NormFace's −sin θ although the value is cos(θ + m). ``condition``
+    goes to ``target_logit``: AdaFace's curve depends on the sample's normalised norm, e.g. ``quality=-1``.
     """
     theta = _as_tensor(thetas).requires_grad_(True)
-    value = loss.target_logit(theta)
+    value = loss.target_logit(theta, **condition)
     if not scaled:
         value = value / loss.s
     (slope,) = torch.autograd.grad(value.sum(), theta)

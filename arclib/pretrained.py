@@ -67,11 +67,12 @@ def info(name: str) -> dict:
 
 
 def _compact(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.half() if v.is_floating_point() and v.numel() >= HALF_MIN else v for k, v in state.items()}
+    return {k: v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() >= HALF_MIN else v
+            for k, v in state.items()}  # non-tensors: a module's extra state (AdaCos's current s)
 
 
 def _restore(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.dtype == torch.float16 else v for k, v in state.items()}
 
 
 def export(model: nn.Module, loss: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:

@@ -51,17 +51,26 @@ EPS = NORM_EPS  # F.normalize's floor on a norm
 
 
 def check_scalable(loss: MarginLoss, need_head: bool = True) -> None:
-    """A ValueError unless ``loss`` has the softmax criterion, s·cos θ_j off the target, and (``need_head``) a
-    cosine head holding W."""
+    """A ValueError unless ``loss`` has the softmax criterion, s·cos θ_j off the target, a target logit set by the
+    target cosine alone (``MarginLoss.scalable``: not AdaFace, AdaCos or sub-center ArcFace), and (``need_head``)
+    a cosine head holding W."""
     if not (isinstance(loss, MarginLoss) and not isinstance(loss, Softmax)  # Softmax: W x + b, not s·cos θ
-            and loss.criterion == "softmax"
+            and loss.scalable and loss.criterion == "softmax"
             and loss.cosine_non_target and (isinstance(loss.head, CosineHead) or not need_head)):
         name = getattr(loss, "name", type(loss).__name__)
         head = " with embedding_dim (a CosineHead)," if need_head else ""
+        why = ""
+        if isinstance(loss, MarginLoss) and not loss.scalable:
+            # AdaFace's margin needs the feature norms, AdaCos's s the whole N×C batch, sub-center ArcFace's
+            # cosines a max over K sub-centres of each class
+            why = (": its logits depend on more than a fixed s and one cosine per class (feature norms, a scale set "
+                   "by the whole batch, or K sub-centres per class; scalable = False), so they cannot be computed "
+                   "block by block")
+        # the wording before `why` is printed by notebooks/09_arcface_at_scale.ipynb: keep it as it is
         raise ValueError(
             f"loss must be a MarginLoss{head} with the softmax criterion and non-target logits s·cos θ_j "
             "(normface, sphereface, cosface, arcface, combined); got "
-            f"{name!r}" + (f" with criterion {loss.criterion!r}" if isinstance(loss, MarginLoss) else ""))
+            f"{name!r}" + (f" with criterion {loss.criterion!r}" if isinstance(loss, MarginLoss) else "") + why)
 
 
 def _block_logits(x_hat: Tensor, w_block: Tensor, s: float, target: Tensor, rows: Tensor, cols: Tensor

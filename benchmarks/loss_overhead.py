@@ -112,9 +112,13 @@ def build_methods(num_classes: int, dim: int, device: torch.device, only: list[s
             methods[name] = pml
         else:
             base = name.split()[0]
-            kw = {"s": S, "m": M} if base == "arcface" else {}
+            kw = {"s": S, "m": M} if base in ("arcface", "subcenter_arcface") else {}
             loss = make(base, num_classes=num_classes, embedding_dim=dim, **kw).to(device)
-            loss.head.weight = weight
+            if base == "subcenter_arcface":  # K = 3 sub-centres per class: W is (3C, d), the shared W plus two more
+                extra = torch.randn(2 * num_classes, dim, generator=gen).to(device)
+                loss.head.weight = nn.Parameter(torch.cat([weight.detach(), extra]))
+            else:
+                loss.head.weight = weight
             if name == "arcface chunked":
                 methods[name] = Scaled(loss, chunked_margin_loss, chunk_size=8192)
             elif name == "arcface fused":

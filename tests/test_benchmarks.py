@@ -50,3 +50,25 @@ def test_omniglot_study_quick(omniglot_root, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("| softmax | 10 |", "| arcface | 30 |"))]
     assert len(rows) == 2 and "- CPU:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_family_study_quick(mnist_root):
+    proc = bench("family_study.py", "--quick", data=mnist_root)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for heading in ("# The family after ArcFace on MNIST", "## Label noise:", "## Mixed quality:", "## AdaCos's scale"):
+        assert any(line.startswith(heading) for line in lines), heading
+    for run in ("noise0.4-subcenter-seed0", "noise0.4-cleaned-seed0", "quality-adaface-seed0", "scale-adacos-seed0"):
+        assert any(line.startswith(f"{run}: test ") for line in lines), run  # the cleaned run's source ran first
+
+    def cells(line):
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    # the quick runs fill their cells (one seed each); the runs it skips stay empty
+    noise = [cells(line) for line in lines if line.startswith("| 40% |")]
+    assert len(noise) == 2 and noise[0][1] == "—" and all(c.endswith("(1)") for c in noise[0][2:] + noise[1][1:6])
+    rows = {cells(line)[0]: cells(line)[1:] for line in lines if line.startswith(("| adaface |", "| adacos |",
+                                                                               "| cosface |"))}
+    assert all(c.endswith("(1)") for c in rows["adaface"] + rows["adacos"]) and set(rows["cosface"]) == {"—"}
+    assert "- CPU:" in proc.stdout

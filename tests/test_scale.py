@@ -87,6 +87,22 @@ def test_refuses_losses_it_cannot_compute_exactly(name, hparams):
             fn(loss, x, labels)
 
 
+@pytest.mark.parametrize("name", ["subcenter_arcface", "adaface", "adacos"])
+def test_refuses_the_losses_that_are_not_scalable_naming_them(name):
+    """Sub-center ArcFace (a max over K sub-centres per class), AdaFace (a margin set by the feature norms) and AdaCos
+    (s set by the whole N×C batch) are not blockwise computable: refused, by name, by every path."""
+    from arclib.distributed import ShardedMarginLoss
+
+    x, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 3])
+    match = f"^loss must be a MarginLoss.*got '{name}' with criterion 'softmax': .*scalable = False"
+    for fn in (chunked_margin_loss, fused_margin_loss):
+        with pytest.raises(ValueError, match=match):
+            fn(make(name, num_classes=5, embedding_dim=3), x, labels)
+    for loss in (make(name), make(name, num_classes=5, embedding_dim=3)):
+        with pytest.raises(ValueError, match=match):
+            ShardedMarginLoss(loss, 5, 3)
+
+
 def test_bad_arguments():
     loss, x, labels = setup("arcface")
     with pytest.raises(ValueError, match="loss must be a MarginLoss"):

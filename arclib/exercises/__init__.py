@@ -11,6 +11,11 @@ does not fail. The checkers live one module per chapter (``ch01.py`` … ``ch09.
 with ``@exercise("CC.N", "title")``. A checker takes the answer and returns a short note on success, or raises
 ``Wrong(what, hint)``. The helpers below catch the typical mistakes (a sign, degrees for radians) so that the hint
 can name them.
+
+A numeric exercise states the precision it asks for ("to 3 significant figures", "to 2 decimals") in its prompt and
+on its answer line, and its checker passes the same to ``expect_number(..., digits=3)`` or ``decimals=2``: every
+answer within that precision passes, and one that is only not precise enough (the right value rounded to fewer
+places, or within 5 %) is told "close — give more digits", never "too small" or "too large" (issue 22).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Feedback", "Wrong", "Exercise", "check", "exercise", "exercises", "expect_number", "expect_tensor",
-           "expect_same_function"]
+__all__ = ["Feedback", "Wrong", "Exercise", "Precision", "check", "exercise", "exercises", "expect_number",
+           "expect_tensor", "expect_same_function"]
 
 
 class Wrong(Exception):
@@ -148,26 +153,136 @@ def _as_float(answer: Any, what: str) -> float:
     return value
 
 
-def expect_number(answer: Any, expected: float, *, what: str = "your answer", rel: float = 1e-3,
-                  abs_tol: float = 1e-6, mistakes: dict[str, float] | None = None, hint: str = "") -> float:
-    """Pass when ``answer`` is within ``rel``/``abs_tol`` of ``expected``; otherwise raise ``Wrong``.
+@dataclass(frozen=True)
+class Precision:
+    """The precision an exercise asks for: ``digits`` significant figures, or ``decimals`` places after the point.
+
+    An answer passes when it is within half a unit of the last asked place of the reference, so that the reference
+    correctly rounded to that precision always passes. An answer that fails but is within ``near`` of the reference
+    (a share of it, 5 % unless told), or is the reference correctly rounded to fewer places than asked (2.3 for
+    ln 10 when 4 significant figures are asked, 0.00 for 0.004 when 3 decimals are), is a *near miss*: it is told
+    "close — give more digits", not "too small" or "too large". Without ``digits`` or ``decimals`` the tolerance is
+    ``rel`` (a share of the reference) or ``abs_tol``, whichever is larger, and a near miss only exists when ``near``
+    is given.
+    """
+
+    digits: int | None = None
+    decimals: int | None = None
+    rel: float = 0.0
+    abs_tol: float = 0.0
+    near: float = 0.0
+
+    @classmethod
+    def of(cls, digits: int | None, decimals: int | None, rel: float | None, abs_tol: float | None,
+           near: float | None) -> Precision:
+        if digits is not None and decimals is not None:
+            raise ValueError("give digits (significant figures) or decimals, not both")
+        if digits is not None or decimals is not None:
+            if rel is not None:
+                raise ValueError("rel is the tolerance of an answer with no stated precision; with digits or "
+                                 "decimals the precision sets the tolerance")
+            if digits is not None and digits < 1:
+                raise ValueError(f"digits must be at least 1, got {digits}")
+            return cls(digits, decimals, 0.0, abs_tol or 0.0, 0.05 if near is None else near)
+        return cls(None, None, 1e-3 if rel is None else rel, 1e-6 if abs_tol is None else abs_tol, near or 0.0)
+
+    @property
+    def stated(self) -> bool:
+        return self.digits is not None or self.decimals is not None
+
+    def __str__(self) -> str:
+        if self.digits is not None:
+            return f"{self.digits} significant figure{'' if self.digits == 1 else 's'}"
+        if self.decimals is not None:
+            return f"{self.decimals} decimal{'' if self.decimals == 1 else 's'}"
+        if self.rel:
+            return f"within {100 * self.rel:g} %"
+        return f"within {self.abs_tol:g}"
+
+    def tolerance(self, target: float) -> float:
+        """How far an answer may be from ``target`` and still pass."""
+        slack = 1 + 1e-9  # the correctly rounded value, stored as a float, may sit a hair outside half a unit
+        if self.digits is not None:
+            if target == 0 or not math.isfinite(target):
+                return self.abs_tol
+            unit = 10.0 ** (math.floor(math.log10(abs(target))) - self.digits + 1)
+            return max(0.5 * unit * slack, self.abs_tol)
+        if self.decimals is not None:
+            return max(0.5 * 10.0 ** -self.decimals * slack, self.abs_tol)
+        return max(self.rel * abs(target), self.abs_tol)
+
+    def coarser(self, target: float) -> list[Precision]:
+        """The precisions coarser than this one, down to one significant figure of ``target`` (none unstated)."""
+        if self.digits is not None:
+            return [Precision(digits=k) for k in range(self.digits - 1, 0, -1)]
+        if self.decimals is not None:
+            lowest = self.decimals - 1
+            if target != 0 and math.isfinite(target):
+                lowest = min(lowest, -math.floor(math.log10(abs(target))))
+            return [Precision(decimals=k) for k in range(self.decimals - 1, lowest - 1, -1)]
+        return []
+
+    def written_to(self, value: float) -> bool:
+        """Whether ``value`` has no more digits than this precision writes."""
+        if self.digits is not None:
+            shortened = float(f"{value:.{self.digits}g}")
+        else:
+            shortened = round(value, self.decimals)
+        return abs(value - shortened) <= 1e-9 * max(1.0, abs(value))
+
+    def passes(self, value: float, target: float) -> bool:
+        return abs(value - target) <= self.tolerance(target)
+
+    def near_miss(self, value: float, target: float) -> bool:
+        """``target`` correctly rounded to a coarser precision than asked, or within ``near`` of ``target``."""
+        if abs(value - target) <= self.near * abs(target):
+            return True
+        return any(k.written_to(value) and k.passes(value, target) for k in self.coarser(target))
+
+    def close(self, what: str, shown: str) -> Wrong:
+        """The verdict on a near miss: give more digits, at the precision asked."""
+        asked = f"{self} asked" if self.stated else f"the answer must be {self}"
+        return Wrong(f"{what} ({shown}) is close — give more digits ({asked})",
+                     f"keep every digit while you compute and round only the final answer, to {self}")
+
+
+def expect_number(answer: Any, expected: float, *, what: str = "your answer", digits: int | None = None,
+                  decimals: int | None = None, rel: float | None = None, abs_tol: float | None = None,
+                  near: float | None = None, mistakes: dict[str, float] | None = None, hint: str = "") -> float:
+    """Pass when ``answer`` agrees with ``expected`` to the precision the exercise states; otherwise raise ``Wrong``.
+
+    ``digits`` (significant figures) or ``decimals`` (places after the point) is the precision asked: any answer
+    within half a unit of the last asked place passes, so the correctly rounded reference always does (see
+    ``Precision``). Without either, ``rel`` (default 1e-3) and ``abs_tol`` (default 1e-6) are the tolerance; an
+    exact answer is ``rel=0, abs_tol=1e-9``.
 
     ``mistakes`` maps a hint to the value a typical mistake produces (``{"you gave degrees; the answer is in
-    radians": math.degrees(expected)}``): an answer matching one gets that hint.
+    radians": math.degrees(expected)}``): an answer matching one, at the same precision, gets that hint. An answer
+    that is merely not precise enough (within ``near``, 5 % of ``expected`` unless told, or ``expected`` rounded to
+    fewer places than asked) is told "close — give more digits", never "too small" or "too large".
     """
+    precision = Precision.of(digits, decimals, rel, abs_tol, near)
     value = _as_float(answer, what)
-    if math.isclose(value, expected, rel_tol=rel, abs_tol=abs_tol):
+    if precision.passes(value, expected):
         return value
     for mistake_hint, mistaken in (mistakes or {}).items():
-        if math.isclose(value, mistaken, rel_tol=rel, abs_tol=abs_tol):
+        if precision.passes(value, mistaken):
             raise Wrong(f"{what} ({value:.6g}) is what a typical slip gives", mistake_hint)
+    if precision.near_miss(value, expected):
+        raise precision.close(what, f"{value:.6g}")
     direction = "too large" if value > expected else "too small"
     raise Wrong(f"{what} ({value:.6g}) is {direction}", hint)
 
 
 def expect_tensor(answer: Any, expected: Tensor, *, what: str = "your answer", rtol: float = 1e-5,
-                  atol: float = 1e-6, mistakes: dict[str, Tensor] | None = None, hint: str = "") -> Tensor:
-    """Tensor version of ``expect_number``: shape first, then values (with the same ``mistakes`` mechanism)."""
+                  atol: float = 1e-6, digits: int | None = None, decimals: int | None = None,
+                  near: float | None = None, mistakes: dict[str, Tensor] | None = None, hint: str = "") -> Tensor:
+    """Tensor version of ``expect_number``: shape first, then values (with the same ``mistakes`` mechanism).
+
+    With ``digits`` or ``decimals`` every entry is held to that precision, as ``expect_number`` holds one number
+    (``rtol`` and ``atol`` are then not used), and an answer all of whose entries are near misses or right is told
+    "close — give more digits".
+    """
     if not isinstance(answer, Tensor):
         try:
             answer = torch.as_tensor(answer, dtype=expected.dtype)
@@ -176,11 +291,30 @@ def expect_tensor(answer: Any, expected: Tensor, *, what: str = "your answer", r
     if answer.shape != expected.shape:
         raise Wrong(f"{what} has shape {tuple(answer.shape)}; it should have shape {tuple(expected.shape)}")
     answer = answer.detach().to(expected.dtype)
-    if torch.allclose(answer, expected, rtol=rtol, atol=atol):
+    if digits is None and decimals is None:
+        def agrees(got: Tensor, target: Tensor) -> bool:
+            return torch.allclose(got, target, rtol=rtol, atol=atol)
+
+        near_miss = None
+    else:
+        precision = Precision.of(digits, decimals, None, None, near)
+
+        def each(test: Callable[[float, float], bool], got: Tensor, target: Tensor) -> bool:
+            return all(test(g, t) for g, t in zip(got.flatten().tolist(), target.flatten().tolist(), strict=True))
+
+        def agrees(got: Tensor, target: Tensor) -> bool:
+            return each(precision.passes, got, target)
+
+        def near_miss(got: Tensor) -> bool:
+            return each(lambda g, t: precision.passes(g, t) or precision.near_miss(g, t), got, expected)
+
+    if agrees(answer, expected):
         return answer
     for mistake_hint, mistaken in (mistakes or {}).items():
-        if torch.allclose(answer, mistaken.to(expected.dtype), rtol=rtol, atol=atol):
+        if agrees(answer, mistaken.to(expected.dtype)):
             raise Wrong(f"{what} matches what a typical slip gives", mistake_hint)
+    if near_miss is not None and near_miss(answer):
+        raise precision.close(what, ", ".join(f"{v:.6g}" for v in answer.flatten().tolist()))
     worst = (answer - expected).abs().max().item()
     raise Wrong(f"{what} differs from the reference by up to {worst:.3g}", hint)
 

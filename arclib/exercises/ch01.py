@@ -40,7 +40,7 @@ def offset_angle(answer) -> str:
     b = torch.tensor(B, dtype=torch.float64)
     expected = offset_angle_degrees()
     unchanged = math.degrees(_angle_between(a, b).item())
-    expect_number(answer, expected, what="the angle", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="the angle", digits=3, mistakes={
         "the answer is asked in degrees; yours looks like radians": math.radians(expected),
         "that is the angle before the offset: adding the same number to every feature is not a scaling, "
         "so the direction of B changes": unchanged,
@@ -112,7 +112,7 @@ def flip_offset() -> float:
 @exercise("01.4", "the offset that flips the angle decision")
 def flip(answer) -> str:
     expected = flip_offset()
-    expect_number(answer, expected, what="the offset b", rel=0, abs_tol=0.01, mistakes={
+    expect_number(answer, expected, what="the offset b", decimals=2, mistakes={
         "that is a negative offset; the question adds light": -expected,
     }, hint="compare cos θ to c1 and to c2 for x + b·(1, 1, 1, 1) as b grows; a fine grid or bisection finds the "
             "crossing to two decimals")

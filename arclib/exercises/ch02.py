@@ -51,7 +51,7 @@ def normface_loss(s: float, theta_y_deg: float = SCALE_THETA_DEG) -> float:
 @exercise("02.1", "the loss when s doubles")
 def scale_doubles(answer) -> str:
     before, expected = normface_loss(SCALE_S), normface_loss(2 * SCALE_S)
-    expect_number(answer, expected, what="the loss at 2s", rel=2e-2, abs_tol=0, mistakes={
+    expect_number(answer, expected, what="the loss at 2s", digits=2, mistakes={
         "the loss is not proportional to s: s sits in an exponent": before / 2,
         "the loss does change with s: look at the exponent of the non-target terms": before,
         "doubling s sharpens the softmax; a correctly classified sample's loss goes down, not up": 2 * before,
@@ -112,7 +112,7 @@ def cosface_angular_margin_degrees(m: float = COSFACE_M, theta2_deg: float = COS
 def cosface_margin(answer) -> str:
     expected = cosface_angular_margin_degrees()
     theta2 = math.radians(COSFACE_THETA2_DEG)
-    expect_number(answer, expected, what="the angular margin", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="the angular margin", digits=3, mistakes={
         "the answer is asked in degrees; yours looks like radians": math.radians(expected),
         "that is m itself, converted to degrees; CosFace's m is a step in cosine, not in angle":
             math.degrees(COSFACE_M),
@@ -142,7 +142,7 @@ def half_probability_angle_degrees(s: float = HALF_S, m: float = HALF_M) -> floa
 def half_probability(answer) -> str:
     expected = half_probability_angle_degrees()
     normface = math.degrees(math.acos(math.log(NUM_CLASSES - 1) / HALF_S))
-    expect_number(answer, expected, what="θ_y", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="θ_y", decimals=2, mistakes={
         "the answer is asked in degrees; yours looks like radians": math.radians(expected),
         "that is where NormFace's p_y is 1/2: the margin moves the point": normface,
         "count the non-target classes again": math.degrees(math.acos(math.log(NUM_CLASSES) / HALF_S) - HALF_M),

@@ -74,7 +74,7 @@ def training_step(step) -> str:
 def first_loss(answer) -> str:
     # ten classes with equal logits: cross-entropy of a uniform softmax, measured through arclib's NormFace
     uniform = losses.make("normface", s=16)(torch.zeros(1, 10), torch.tensor([0])).item()
-    expect_number(answer, uniform, what="the first loss", rel=1e-3,
+    expect_number(answer, uniform, what="the first loss", digits=2,
                   mistakes={"that logarithm has base 10; cross-entropy uses the natural logarithm": math.log10(10),
                             "that logarithm has base 2; cross-entropy uses the natural logarithm": math.log2(10),
                             "that is the probability of the target, not the loss": 0.1},
@@ -88,7 +88,7 @@ def cosface_room(answer) -> str:
     # the largest m for which an image on its own centre still out-scores a neighbouring centre, through arclib
     cos_neighbour = math.cos(neighbour)
     largest = losses.make("cosface", s=1, m=0.0).target_logit(torch.tensor([0.0])).item() - cos_neighbour
-    expect_number(answer, largest, what="the largest m", rel=2e-3,
+    expect_number(answer, largest, what="the largest m", digits=2,
                   mistakes={"cos was taken of 36 radians, not 36 degrees": 1 - math.cos(36.0),
                             "that is the angle 36° in radians: CosFace's margin is in cosine units": neighbour,
                             "that is cos 36°; the margin is what separates it from the target's cosine": cos_neighbour},
@@ -103,7 +103,7 @@ def own_angle(answer) -> str:
     cos_all = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(centres, dim=1).T
     nearest = torch.rad2deg(torch.acos(cos_all.max(1).values.clamp(-1, 1))).mean().item()
     unnormalised = torch.rad2deg(torch.acos((emb @ centres.T).gather(1, labels[:, None]).clamp(-1, 1))).mean().item()
-    expect_number(answer, expected, what="the mean angle", rel=1e-3,
+    expect_number(answer, expected, what="the mean angle", digits=3,
                   mistakes={"that is in radians; the chapter's tables are in degrees": math.radians(expected),
                             "that is the angle to the nearest centre, whichever class it belongs to": nearest,
                             "normalise both the embeddings and the centres before the dot product": unnormalised},

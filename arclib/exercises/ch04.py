@@ -34,7 +34,7 @@ def _peak_epoch(pct_start: float | None = None) -> float:
 @exercise("04.1", "what warm-up length")
 def warmup_length(answer) -> str:
     peak = _peak_epoch()
-    expect_number(answer, peak, what="the warm-up length", rel=0.02,
+    expect_number(answer, peak, what="the warm-up length", digits=3,
                   mistakes={"that is PyTorch's default pct_start (0.3); read make_scheduler for fit's": _peak_epoch(0.3),
                             "that is in optimiser steps; the question asks for epochs": peak * (IMAGES // BATCH),
                             "that is the share of the run, not a number of epochs": peak / EPOCHS},
@@ -48,7 +48,7 @@ def margin_cost(answer) -> str:
     arc = losses.make("arcface", s=16, m=0.5)
     theta = torch.tensor([math.radians(60.0)])
     expected = (arc.target_logit(theta) / arc.s - torch.cos(theta)).item()
-    expect_number(answer, expected, what="the margin cost", rel=1e-3,
+    expect_number(answer, expected, what="the margin cost", digits=3,
                   mistakes={"m = 0.5 is in radians, not degrees": math.cos(math.radians(60.5)) - 0.5,
                             "the margin is added to the angle, not subtracted": math.cos(math.radians(60) - 0.5) - 0.5,
                             "that is the target logit divided by s, not its difference from cos θ":
@@ -62,7 +62,7 @@ def margin_cost(answer) -> str:
 def adacos_scale(answer) -> str:
     classes = 5
     expected = math.sqrt(2) * math.log(classes - 1)
-    expect_number(answer, expected, what="the scale", rel=1e-3,
+    expect_number(answer, expected, what="the scale", digits=3,
                   mistakes={"the formula has C − 1, the number of other classes": math.sqrt(2) * math.log(classes),
                             "ln is the natural logarithm": math.sqrt(2) * math.log10(classes - 1),
                             "the √2 is missing": math.log(classes - 1)},
@@ -76,7 +76,7 @@ def loss_at_two_scales(answer) -> str:
     cos, target = torch.cos(torch.deg2rad(degrees)), torch.tensor([0])
     at_16 = losses.make("normface", s=16)(cos, target).item()
     expected = losses.make("normface", s=32)(cos, target).item()
-    expect_number(answer, expected, what="the loss at s = 32", rel=1e-3, abs_tol=1e-9,
+    expect_number(answer, expected, what="the loss at s = 32", decimals=3,
                   mistakes={"that is the loss at s = 16: the scale changes the loss of the same geometry": at_16,
                             "doubling s does not double the loss: it doubles every logit inside the softmax":
                                 2 * at_16},

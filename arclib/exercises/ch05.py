@@ -45,7 +45,7 @@ def _by_hand_mistakes(z: Tensor) -> dict[str, Tensor]:
 def sparsemax_by_hand(answer) -> str:
     z = torch.tensor(BY_HAND_Z, dtype=torch.float64)
     expected = sparsemax(z)
-    expect_tensor(answer, expected, what="your p", rtol=1e-3, atol=1e-3, mistakes=_by_hand_mistakes(z),
+    expect_tensor(answer, expected, what="your p", decimals=2, mistakes=_by_hand_mistakes(z),
                   hint="sort z, find ρ = the largest k with 1 + k·z_(k) > z_(1) + … + z_(k), then "
                        "τ = (z_(1) + … + z_(ρ) − 1)/ρ and p = max(z − τ, 0)")
     return f"all three classes keep a probability here (ρ = {int((expected > 0).sum())}), so dividing by 2 would be wrong"
@@ -87,7 +87,7 @@ def arcface_logit_slope_at_zero(s: float = SLOPE_S, m: float = SLOPE_M) -> float
 @exercise("05.3", "ArcFace's slope at θ = 0")
 def slope_at_zero(answer) -> str:
     expected = arcface_logit_slope_at_zero()
-    expect_number(answer, expected, what="the slope of s·ψ at θ = 0", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="the slope of s·ψ at θ = 0", digits=3, mistakes={
         "zero is NormFace's and CosFace's slope at θ = 0: ArcFace's curve is cos(θ + m), already past its top":
             0.0,
         "a sign: the logit falls as θ grows": -expected,
@@ -126,7 +126,7 @@ def _where_gap_is(gap: float, m: float = ZERO_M) -> float:
 @exercise("05.4", "where the Angular SparseMax loss becomes zero")
 def zero_edge(answer) -> str:
     expected = zero_loss_edge()
-    expect_number(answer, expected, what="θ (radians)", rel=2e-3, mistakes={
+    expect_number(answer, expected, what="θ (radians)", digits=3, mistakes={
         "the answer is asked in radians; yours looks like degrees": math.degrees(expected),
         "that is plain SparseMax's edge (m = 0): the margin moves it towards the centre": zero_loss_edge(m=0.0),
         "the sparsemax loss needs a logit gap of 1, not 0: at your θ the target only just wins": _where_gap_is(0.0),

@@ -36,7 +36,7 @@ def zone_width_on_arc(alpha: float = ARC_ALPHA, m: float = ARC_M, name: str = "c
 @exercise("06.1", "CosFace's margin zone between two centres")
 def cosface_zone(answer) -> str:
     expected = zone_width_on_arc()
-    expect_number(answer, expected, what="the zone's width (radians)", rel=2e-3, abs_tol=1e-4, mistakes={
+    expect_number(answer, expected, what="the zone's width (radians)", digits=3, mistakes={
         "the answer is asked in radians; yours looks like degrees": math.degrees(expected),
         "that is ArcFace's zone, m wide: CosFace's m is a step in cosine, not in angle": ARC_M,
         "that is one side of the zone; the boundary moves on both sides of the midpoint": expected / 2,
@@ -59,7 +59,7 @@ def accepted_area_of_class(m: float = AREA_M, c: int = AREA_CLASS) -> float:
 @exercise("06.2", "the accepted area when s grows")
 def area(answer) -> str:
     expected = accepted_area_of_class()
-    expect_number(answer, expected, what="the accepted fraction", rel=1e-2, abs_tol=2e-3, mistakes={
+    expect_number(answer, expected, what="the accepted fraction", decimals=3, mistakes={
         "that is class 2's area without a margin (m = 0)": accepted_area_of_class(0.0),
         "a fraction of the sphere, please, not a percentage": 100 * expected,
     }, hint="which of s and m decides whether a point is accepted? Read the answer off a table in the chapter")
@@ -129,7 +129,7 @@ def probability_on_arc(s: float = ARC_S, t: float = ARC_T, alpha: float = ARC_AL
 @exercise("06.4", "a probability on the arc between two centres")
 def probability(answer) -> str:
     expected = probability_on_arc()
-    expect_number(answer, expected, what="p_0", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="p_0", digits=3, mistakes={
         "that is the probability at s = 1: the logits are s·cos θ": probability_on_arc(s=1.0),
         "that is the other class's probability, 1 − p_0": 1 - expected,
         "at test time there is no margin: the probability uses s·cos θ_0, not s·cos(θ_0 + m)":

@@ -21,7 +21,7 @@ def _effective_margin(theta: float, m: float) -> float:
 def cosface_effective_margin(answer) -> str:
     theta, m = math.radians(60.0), 0.35
     expected = _effective_margin(theta, m)
-    expect_number(answer, expected, what="the effective margin", rel=1e-3,
+    expect_number(answer, expected, what="the effective margin", digits=3,
                   mistakes={"that is in degrees; the question asks for radians": math.degrees(expected),
                             "that is CosFace's m itself: a cosine gap, not an angle": m,
                             "the sign is reversed: the margin makes the target's angle larger": -expected},

@@ -23,7 +23,7 @@ def buffer_mib() -> float:
 @exercise("09.1", "one N×C buffer at a million classes")
 def one_buffer(answer) -> str:
     expected = buffer_mib()
-    expect_number(answer, expected, what="the size in MiB", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="the size in MiB", digits=3, mistakes={
         "a float32 takes 4 bytes, not 1": expected / FLOAT32,
         "float32, not float64": 2 * expected,
         "a MiB is 2**20 bytes, not 10**6": expected * MIB / 1e6,
@@ -102,7 +102,7 @@ def shard_mib() -> float:
 @exercise("09.4", "what each of 8 GPUs holds")
 def shard_memory(answer) -> str:
     expected = shard_mib()
-    expect_number(answer, expected, what="the size in MiB", rel=1e-3, mistakes={
+    expect_number(answer, expected, what="the size in MiB", digits=3, mistakes={
         "the gradient of the shard is as large as the shard itself": expected / 2,
         "each GPU holds 1/8 of W, not all of it": expected * P,
         "a float32 takes 4 bytes, not 8": 2 * expected,

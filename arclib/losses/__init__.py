@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from arclib.losses.adacos import AdaCos
+from arclib.losses.adaface import AdaFace
 from arclib.losses.arcface import TAILS, ArcFace, angular_margin
 from arclib.losses.base import CRITERIA, MarginLoss, angle
 from arclib.losses.combined import Combined
@@ -11,10 +13,12 @@ from arclib.losses.qamface import QAMFace
 from arclib.losses.softmax import Softmax
 from arclib.losses.sparsemax import AngularSparsemax, Sparsemax
 from arclib.losses.sphereface import SphereFace
+from arclib.losses.subcenter import SubCenterArcFace, SubCenterHead
 
 LOSSES: dict[str, type[MarginLoss]] = {
     cls.name: cls
-    for cls in (Softmax, NormFace, SphereFace, CosFace, ArcFace, Combined, QAMFace, Sparsemax, AngularSparsemax)
+    for cls in (Softmax, NormFace, SphereFace, CosFace, ArcFace, Combined, QAMFace, Sparsemax, AngularSparsemax,
+                SubCenterArcFace, AdaFace, AdaCos)
 }
 NAMES: tuple[str, ...] = tuple(LOSSES)
 
@@ -31,4 +35,5 @@ def make(name: str, **hparams) -> MarginLoss:
 
 __all__ = ["LOSSES", "NAMES", "make", "MarginLoss", "angle", "angular_margin", "CRITERIA", "TAILS",
            "Softmax", "NormFace", "SphereFace", "CosFace", "ArcFace", "Combined", "QAMFace", "Sparsemax",
-           "AngularSparsemax"]
+           "AngularSparsemax",
+           "SubCenterArcFace", "SubCenterHead", "AdaFace", "AdaCos"]

@@ -53,6 +53,9 @@ class MarginLoss(nn.Module):
     name: ClassVar[str] = ""
     #: True where logits are s·cos θ_j off the target, so the training path needs no arccos on the N×C matrix.
     cosine_non_target: ClassVar[bool] = True
+    #: True where ``arclib.scale`` and ``arclib.distributed`` can compute the loss block by block: the target
+    #: logit depends on the target cosine only, and the head is a ``CosineHead``.
+    scalable: ClassVar[bool] = True
     #: The margin attributes and the value at which each is no margin at all (ArcFace: m = 0; the combined
     #: margin's multiplicative m1: 1). ``margin_fraction`` moves them between the two; empty: nothing to ramp.
     neutral_margins: ClassVar[dict[str, float]] = {}
@@ -125,7 +128,10 @@ class MarginLoss(nn.Module):
         margin costs no N×C buffer beyond what s·cos θ already needs. The margin maths runs in at least
         float32, also under bf16/fp16 autocast (the fp16 number below 1 is 0.99951, an angle of 1.8°).
         """
-        cos = self.scores(x, check_values)
+        return self.logits_from_cos(self.scores(x, check_values), labels)
+
+    def logits_from_cos(self, cos: Tensor, labels: Tensor) -> Tensor:
+        """``logits`` from the scores the head gave (N, C)."""
         labels = check_labels(labels, cos.shape[0], cos.shape[1])
         cos = cos.to(torch.promote_types(cos.dtype, torch.float32))
         rows = torch.arange(cos.shape[0], device=cos.device)
@@ -150,7 +156,11 @@ class MarginLoss(nn.Module):
         Under autocast the head's matmul runs in the autocast dtype and the margin still in float32.
         ``arclib.scale`` and ``arclib.distributed`` follow the same rule and give the same value.
         """
-        z = self.logits(x, labels, check_values=False)
+        return self.criterion_loss(self.logits(x, labels, check_values=False), x, labels, reduction)
+
+    def criterion_loss(self, z: Tensor, x: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+        """The criterion applied to the logits ``z`` of the batch ``x``; an empty batch or a non-finite loss is a
+        ValueError naming the input."""
         if z.shape[0] == 0:
             raise ValueError(f"{self.input_name()} must hold at least one sample; got an empty batch of shape "
                              f"{tuple(x.shape)}")

@@ -25,7 +25,16 @@ SETTINGS = {
     "qamface": {"s": 4.0, "m": 0.3},
     "sparsemax": {"s": 2.5},
     "angular_sparsemax": {"s": 2.0, "m": 0.15, "tail": "straight_through"},
+    "subcenter_arcface": {"s": 32.0, "m": 0.3, "sub_centres": 2, "tail": "fallback"},
+    "adaface": {"s": 32.0, "m": 0.3, "h": 0.5, "t_alpha": 0.1},
+    "adacos": {"s": 10.0},
 }
+# The losses that take cosines (N, C) alone when they own no head. AdaFace's margin needs each sample's feature
+# norm, which cosines do not carry (``norms=``): the cosine-input tests below run for it, with norms, in
+# tests/losses/test_adaface.py.
+COSINE_INPUT = tuple(n for n in NAMES if n != "adaface")
+# (name, head) for the tests that run on both inputs: AdaFace with features only, as above
+HEAD_CASES = [(n, head) for n in NAMES for head in (False, True) if head or n in COSINE_INPUT]
 
 
 def test_names_cover_every_loss():
@@ -50,7 +59,7 @@ def _grid_cosines(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", COSINE_INPUT)
 def test_finite_on_cosine_grid(name, dtype):
     cos, y = _grid_cosines(dtype)
     cos.requires_grad_()
@@ -85,7 +94,8 @@ def test_finite_with_head_at_the_poles(name, mode):
     x, y, w = _grid_features(dtype)
     loss = make(name, num_classes=C, embedding_dim=D).to(dtype)
     with torch.no_grad():
-        loss.head.weight.copy_(w)
+        # sub-center ArcFace's W holds K rows per class (row j·K + k): all K sub-centres of class j at W_j
+        loss.head.weight.copy_(w.repeat_interleave(loss.head.weight.shape[0] // C, dim=0))
         if getattr(loss.head, "bias", None) is not None:
             loss.head.bias.zero_()
     x.requires_grad_()
@@ -104,13 +114,16 @@ def test_finite_with_head_at_the_poles(name, mode):
     assert torch.isfinite(loss.head.weight.grad).all()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", COSINE_INPUT)
 def test_gradcheck_away_from_kinks(name):
     gen = torch.Generator().manual_seed(sum(map(ord, name)))
     # (−0.8, 0.9): inside every default tail's θ* (ArcFace m = 0.5: cos θ* = −0.878) and off the clamp at ±1
     cos = (torch.rand(3, 5, generator=gen, dtype=torch.float64) * 1.7 - 0.8).requires_grad_()
     y = torch.tensor([0, 4, 2])
-    loss = make(name)
+    # eval(): gradcheck calls the function many times and needs the same function each time. In training mode
+    # AdaCos updates s and AdaFace its running norm statistics on every call; eval() freezes them (and changes
+    # nothing for the other losses)
+    loss = make(name).eval()
     assert torch.autograd.gradcheck(lambda c: loss(c, y, reduction="none"), (cos,))
 
 
@@ -123,9 +136,10 @@ def test_target_logit_is_a_tensor_function(name):
         assert out.shape == theta.shape and out.dtype == torch.float64 and torch.isfinite(out).all()
         (grad,) = torch.autograd.grad(out.sum(), theta)
         assert torch.isfinite(grad).all()
-    # a 2-D grid works too, and the logits of the loss are exactly these curves at the angles
+    # a 2-D grid works too, and the logits of the loss are exactly these curves at the angles (AdaFace: its
+    # logits need the norms and its curve the quality ẑ; test_adaface.py checks them as a family in ẑ)
     cos = torch.cos(torch.rand(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * math.pi)
-    if name != "softmax":
+    if name != "softmax" and name in COSINE_INPUT:
         y = torch.tensor([0, 1, 2, 3, 4, 0])
         z = loss.logits(cos, y)
         theta2 = torch.acos(cos)
@@ -139,7 +153,9 @@ def test_target_logit_is_a_tensor_function(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_reductions_and_probabilities(name):
     gen = torch.Generator().manual_seed(1)
-    loss = make(name, num_classes=6, embedding_dim=3)
+    # eval(): the three calls below must see one function; in training mode AdaCos's s and AdaFace's μ, σ move
+    # at every call (nothing changes for the other losses)
+    loss = make(name, num_classes=6, embedding_dim=3).eval()
     x = torch.randn(10, 3, generator=gen)
     y = torch.randint(0, 6, (10,), generator=gen)
     per = loss(x, y, reduction="none")
@@ -154,8 +170,7 @@ def test_reductions_and_probabilities(name):
 
 # ---- make / hparams round trip ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("head", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "head"), HEAD_CASES)
 def test_make_roundtrips_hparams(name, head):
     kw = dict(SETTINGS[name])
     if head:
@@ -209,6 +224,20 @@ BAD_HPARAMS = [
     ("qamface", {"m": -0.01}, r"^m must"), ("qamface", {"m": math.pi + 0.01}, r"^m must"),
     ("angular_sparsemax", {"m": -0.01}, r"^m must"), ("angular_sparsemax", {"m": 1.6}, r"^m must"),
     ("angular_sparsemax", {"tail": "bogus"}, r"^tail must"),
+    ("subcenter_arcface", {"sub_centres": 0}, r"^sub_centres must"),
+    ("subcenter_arcface", {"sub_centres": 65}, r"^sub_centres must"),
+    ("subcenter_arcface", {"sub_centres": 2.5}, r"^sub_centres must"),
+    ("subcenter_arcface", {"sub_centres": True}, r"^sub_centres must"),
+    ("subcenter_arcface", {"m": -0.01}, r"^m must"), ("subcenter_arcface", {"m": 1.6}, r"^m must"),
+    ("subcenter_arcface", {"tail": "bogus"}, r"^tail must"),
+    ("adaface", {"m": -0.01}, r"^m must"), ("adaface", {"m": 1.6}, r"^m must"),
+    ("adaface", {"m": math.nan}, r"^m must"),
+    ("adaface", {"h": -0.1}, r"^h must"), ("adaface", {"h": math.inf}, r"^h must"),
+    ("adaface", {"h": math.nan}, r"^h must"),
+    ("adaface", {"t_alpha": 0.0}, r"^t_alpha must"), ("adaface", {"t_alpha": 1.01}, r"^t_alpha must"),
+    ("adaface", {"t_alpha": -0.5}, r"^t_alpha must"), ("adaface", {"t_alpha": math.nan}, r"^t_alpha must"),
+    ("adacos", {"criterion": "sparsemax"}, r"^criterion must be one of 'softmax'"),  # B_avg: softmax's normaliser
+    ("adacos", {"num_classes": 2}, r"^num_classes must be >= 3"),  # √2·ln(C − 1) = 0: give s instead
     *[(name, {"criterion": "bogus"}, r"criterion") for name in NAMES],
     *[(name, {"num_classes": 1}, r"^num_classes must") for name in NAMES],
     *[(name, {"num_classes": 3, "embedding_dim": 0}, r"^embedding_dim must") for name in NAMES],
@@ -259,8 +288,7 @@ BAD_LABELS = {
 
 
 @pytest.mark.parametrize("bad", list(BAD_LABELS))
-@pytest.mark.parametrize("head", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "head"), HEAD_CASES)
 def test_bad_labels(name, head, bad):
     loss, x, y = _inputs(name, head)
     with pytest.raises(ValueError, match="labels"):
@@ -278,14 +306,14 @@ def test_bad_feature_shape(name, shape):
 
 
 @pytest.mark.parametrize("shape", [(5,), (5, 1), (5, C, 1)])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", COSINE_INPUT)
 def test_bad_cosine_shape(name, shape):
     loss, _, y = _inputs(name, head=False)
     with pytest.raises(ValueError, match=COS_NAME[name]):
         loss(torch.zeros(*shape), y)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", COSINE_INPUT)
 def test_cosine_columns_must_match_num_classes(name):
     loss = make(name, num_classes=C)
     y = torch.tensor([0, C, 1])
@@ -294,7 +322,7 @@ def test_cosine_columns_must_match_num_classes(name):
 
 
 @pytest.mark.parametrize("value", [1.5, -1.01, 7.0])
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+@pytest.mark.parametrize("name", [n for n in COSINE_INPUT if n != "softmax"])
 def test_cosines_outside_unit_interval(name, value):
     loss, x, y = _inputs(name, head=False)
     x[2, 1] = value
@@ -303,8 +331,7 @@ def test_cosines_outside_unit_interval(name, value):
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-@pytest.mark.parametrize("head", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "head"), HEAD_CASES)
 def test_non_finite_inputs(name, head, value):
     loss, x, y = _inputs(name, head)
     x[1, 0] = value
@@ -316,8 +343,10 @@ def test_non_finite_inputs(name, head, value):
 def test_zero_centre_is_refused_naming_its_class(name):
     """A zero row of W has no direction: F.normalize's floor would give it a finite loss and gradients near 1e12."""
     loss, x, y = _inputs(name, head=True)
+    # sub-center ArcFace: row 2·K is sub-centre 0 of class 2, and its message names "class 2 (sub-centre 0)"
+    row = 2 * loss.sub_centres if name == "subcenter_arcface" else 2
     with torch.no_grad():
-        loss.head.weight[2] = 0
+        loss.head.weight[row] = 0
     with pytest.raises(ValueError, match=r"^weight rows \(class centres\) must have norm >= 1e-12.*class 2 "):
         loss(x, y)
 
@@ -328,6 +357,7 @@ def test_features_of_another_dtype_meet_a_float32_head(name, dtype):
     """Outside autocast the head and the margin run in the widest of the features' dtype, W's and float32: the
     same loss as the features promoted by hand, the gradient in the features' own dtype."""
     loss, x, y = _inputs(name, head=True)
+    loss.eval()  # the two calls below must see one function: AdaCos's s and AdaFace's μ, σ move in training mode
     x = x.to(dtype)
     values = {}
     for kind, features in (("as given", x), ("promoted", x.to(torch.promote_types(dtype, torch.float32)))):
@@ -341,7 +371,7 @@ def test_features_of_another_dtype_meet_a_float32_head(name, dtype):
         values["promoted"][1].abs().max()))  # the one rounding of the gradient to float16 / bfloat16
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "softmax"])
+@pytest.mark.parametrize("name", [n for n in COSINE_INPUT if n != "softmax"])
 def test_cosines_a_rounding_step_outside_are_tolerated(name):
     """bf16/fp16 heads round cos θ a little past ±1: that is accepted, and the loss stays finite."""
     cos = torch.tensor([[1.0 + 2e-4, -1.0 - 2e-4, 0.0], [-1.0 - 2e-4, 1.0 + 2e-4, 0.5]], requires_grad=True)
@@ -352,8 +382,7 @@ def test_cosines_a_rounding_step_outside_are_tolerated(name):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("head", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "head"), HEAD_CASES)
 def test_empty_batch_is_refused(name, head, reduction):
     """The mean of no samples is NaN, which would spoil every weight it reaches: an empty batch is an error."""
     loss, x, y = _inputs(name, head)
@@ -362,8 +391,7 @@ def test_empty_batch_is_refused(name, head, reduction):
 
 
 @pytest.mark.parametrize("kind", ["numpy", "list"])
-@pytest.mark.parametrize("head", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("name", "head"), HEAD_CASES)
 def test_array_likes_are_refused_by_name(name, head, kind):
     loss, x, y = _inputs(name, head)
     bad = x.numpy() if kind == "numpy" else x.tolist()
