@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from arclib._checks import check_int
+from arclib._checks import check_choice, check_int
 from arclib.config import data_root
 from arclib.data import Omniglot, omniglot_image
 
@@ -78,9 +78,16 @@ def official_runs(root: str | os.PathLike | None = None, size: int = 28, downloa
     return runs
 
 
+METRICS = ("cosine", "euclidean")
+
+
 @torch.no_grad()
-def nearest_support(query: Tensor, support: Tensor) -> Tensor:
-    """For each query embedding, the index of the support embedding with the largest cosine."""
+def nearest_support(query: Tensor, support: Tensor, metric: str = "cosine") -> Tensor:
+    """For each query embedding, the index of the nearest support embedding: the largest cosine (``"cosine"``), or
+    the smallest Euclidean distance between the raw, unnormalised embeddings (``"euclidean"``)."""
+    check_choice("metric", metric, METRICS)
+    if metric == "euclidean":
+        return torch.cdist(query.float(), support.float()).argmin(dim=1)
     return (F.normalize(query.float(), dim=1) @ F.normalize(support.float(), dim=1).T).argmax(dim=1)
 
 
@@ -121,13 +128,15 @@ def hausdorff_error(runs: list[dict]) -> tuple[float, list[float]]:
 
 
 @torch.no_grad()
-def episodes(embeddings: Tensor, labels: Tensor, n_way: int = 20, n_episodes: int = 2000, seed: int = 0
-             ) -> tuple[float, float]:
-    """Accuracy (%) of cosine nearest neighbour over ``n_episodes`` random ``n_way``-way one-shot trials, and its
-    95 % half-width (1.96 standard errors over episodes).
+def episodes(embeddings: Tensor, labels: Tensor, n_way: int = 20, n_episodes: int = 2000, seed: int = 0,
+             metric: str = "cosine") -> tuple[float, float]:
+    """Accuracy (%) of nearest neighbour (``metric`` as in ``nearest_support``) over ``n_episodes`` random
+    ``n_way``-way one-shot trials, and its 95 % half-width (1.96 standard errors over episodes).
 
     Each trial draws ``n_way`` classes of ``labels`` at random, then for every class two different images: one
-    support, one query; every query is scored, so a trial counts ``n_way`` answers."""
+    support, one query; every query is scored, so a trial counts ``n_way`` answers. The trials depend on ``seed``
+    only, so two metrics compared at one seed see the same images."""
+    check_choice("metric", metric, METRICS)
     n_way = check_int("n_way", n_way, 2, 1 << 20)
     n_episodes = check_int("n_episodes", n_episodes, 1, 1 << 24)
     labels = torch.as_tensor(labels)
@@ -137,7 +146,7 @@ def episodes(embeddings: Tensor, labels: Tensor, n_way: int = 20, n_episodes: in
     members = [torch.nonzero(labels == c).flatten() for c in classes]
     if min(len(m) for m in members) < 2:
         raise ValueError("every class needs at least two images (one support, one query)")
-    x = F.normalize(embeddings.float(), dim=1)
+    x = F.normalize(embeddings.float(), dim=1) if metric == "cosine" else embeddings.float()
     g = torch.Generator().manual_seed(seed)
     scores = []
     for _ in range(n_episodes):
@@ -145,7 +154,7 @@ def episodes(embeddings: Tensor, labels: Tensor, n_way: int = 20, n_episodes: in
         picks = [members[int(c)][torch.randperm(len(members[int(c)]), generator=g)[:2]] for c in chosen]
         support = x[torch.stack([p[0] for p in picks])]
         query = x[torch.stack([p[1] for p in picks])]
-        scores.append(float((nearest_support(query, support) == torch.arange(n_way)).float().mean()))
+        scores.append(float((nearest_support(query, support, metric) == torch.arange(n_way)).float().mean()))
     acc = np.asarray(scores) * 100
     return float(acc.mean()), float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
 
@@ -281,12 +290,7 @@ def summary(runs: list[dict], metric: str) -> dict[tuple[str, int], tuple[float,
 
 
 def shipped(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """(model in eval mode, loss, entry) of a shipped Omniglot model, its sha256 checked (``pretrained.load_file``)."""
+    """(model, loss, entry) of a shipped Omniglot model, both in eval mode, its sha256 checked."""
     from arclib import pretrained
 
-    models = study()["models"]
-    if name not in models:
-        raise ValueError(f"name must be a shipped Omniglot model ({', '.join(sorted(models))}); got {name!r}")
-    entry = models[name]
-    model, loss, _ = pretrained.load_file(STUDY.parent / entry["file"], entry["sha256"])
-    return model, loss, entry
+    return pretrained.load_from_study(study(), STUDY.parent, name, "Omniglot study")

@@ -120,6 +120,21 @@ def load(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.M
     return model, loss, entry
 
 
+def load_from_study(study: dict, folder: str | os.PathLike, name: str, what: str
+                    ) -> tuple[nn.Module, nn.Module, dict]:
+    """(model and loss in eval mode, entry) of a model that a recorded study ships in ``folder``, beside its JSON.
+
+    ``study["models"]`` maps each name to its entry (file, sha256, ...), as ``arclib.fewshot.study()`` and
+    ``arclib.robust.study()`` return it; ``what`` names the study in the error for an unknown name.
+    """
+    models = study["models"]
+    if name not in models:
+        raise ValueError(f"name must be a shipped model of the {what} ({', '.join(sorted(models))}); got {name!r}")
+    entry = models[name]
+    model, loss, _ = load_file(Path(folder) / entry["file"], entry["sha256"])
+    return model, loss.eval(), entry
+
+
 def retrain_args(command: str, quick: bool, out: str | os.PathLike) -> list[str]:
     """The CLI arguments that rerun a recorded ``python -m arclib train ...`` command in a notebook.
 

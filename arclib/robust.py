@@ -208,12 +208,7 @@ def study() -> dict:
 
 
 def shipped(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """(model in eval mode, loss, entry) of a model of the study, its sha256 checked (``pretrained.load_file``)."""
+    """(model, loss, entry) of a model of the study, both in eval mode, its sha256 checked."""
     from arclib import pretrained
 
-    models = study()["models"]
-    if name not in models:
-        raise ValueError(f"name must be a shipped model of the study ({', '.join(sorted(models))}); got {name!r}")
-    entry = models[name]
-    model, loss, _ = pretrained.load_file(STUDY.parent / entry["file"], entry["sha256"])
-    return model, loss.eval(), entry
+    return pretrained.load_from_study(study(), STUDY.parent, name, "family study")

@@ -1,6 +1,7 @@
 """The exercise machinery: verdicts, hints for typical slips, one-line reports of the reader's own errors."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -68,3 +69,32 @@ def test_unknown_id_and_bad_ids_are_refused():
         ex.check("00.0", 1)
     with pytest.raises(ValueError, match="chapter.number"):
         ex.exercise("2.1", "no leading zero")
+
+
+def test_a_prediction_is_asked_first_and_not_graded_and_the_measurement_is():
+    from arclib.exercises import Wrong, expect_prediction
+
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return 12.34, "extra"
+
+    def outcome(value, other):
+        assert other == "extra"
+        return "down"
+
+    choices = {"up": "it rises", "down": "it falls"}
+    args = (choices, measure, outcome)
+    assert expect_prediction({"prediction": "down", "measured": 12.3}, *args, digits=3) == (12.34, "extra",
+                                                                                          "as you predicted")
+    assert expect_prediction({"prediction": "up", "measured": 12.34}, *args, digits=3)[2] == \
+        "not as you predicted: it falls"
+    for bad, says in [(12.3, "dict"), ({"measured": 12.3}, "dict"),
+                      ({"prediction": "sideways", "measured": 12.3}, '"up" (it rises), "down" (it falls)'),
+                      ({"prediction": ..., "measured": 12.3}, "predict first")]:
+        with pytest.raises(Wrong, match=re.escape(says)):
+            expect_prediction(bad, *args, digits=3)
+    assert len(calls) == 2  # the experiment runs only for a well-formed answer
+    with pytest.raises(Wrong, match="close — give more digits"):
+        expect_prediction({"prediction": "up", "measured": 12}, *args, digits=3)

@@ -130,7 +130,7 @@ def test_shipped_study_and_models_are_whole():
         path = fewshot.STUDY.parent / entry["file"]
         assert path.stat().st_size == entry["bytes"] and entry["bytes"] <= 1_000_000, name
         total += entry["bytes"]
-        with pytest.raises(ValueError, match="shipped Omniglot model"):
+        with pytest.raises(ValueError, match="shipped model of the Omniglot study"):
             fewshot.shipped("omniglot-none")
     assert total <= 5_000_000
 
@@ -144,3 +144,22 @@ def test_shipped_model_reproduces_its_unseen_metrics(name, evaluation, omniglot_
     assert got["one_shot_episodes"] == pytest.approx(want["one_shot_episodes"], abs=0.1)
     assert got["auc"] == pytest.approx(want["auc"], abs=1e-3)
     assert got["one_shot_runs_error"] == pytest.approx(want["one_shot_runs_error"], abs=0.5)
+
+
+def test_euclidean_nearest_support_uses_the_lengths_cosine_does_not():
+    query = torch.tensor([[1.0, 0.0]])
+    support = torch.tensor([[10.0, 1.0], [0.9, 0.3]])  # the first is nearer in angle, the second in distance
+    assert fewshot.nearest_support(query, support).tolist() == [0]
+    assert fewshot.nearest_support(query, support, metric="euclidean").tolist() == [1]
+    labels = torch.arange(30).repeat_interleave(4)
+    perfect = torch.nn.functional.one_hot(labels, 30).float()
+    assert fewshot.episodes(perfect, labels, n_episodes=20, metric="euclidean")[0] == 100.0
+    # a per-image length that cosine ignores and Euclidean distance does not
+    lengths = torch.logspace(-2, 2, len(labels))[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    scaled = perfect * lengths[:, None]
+    cosine, euclidean = (fewshot.episodes(scaled, labels, n_episodes=50, metric=m)[0] for m in fewshot.METRICS)
+    assert cosine == 100.0 and euclidean < 90.0
+    with pytest.raises(ValueError, match="metric must be one of 'cosine', 'euclidean'; got 'l1'"):
+        fewshot.episodes(perfect, labels, metric="l1")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        fewshot.nearest_support(query, support, metric="dot")

@@ -102,3 +102,30 @@ def test_figures_manifest_is_current_and_names_a_source_for_every_png():
     current = figures.manifest()
     assert "| unknown |" not in current, "a PNG in figures/ is written by no notebook or test"
     assert (ROOT / "figures" / "MANIFEST.md").read_text() == current, "run python scripts/figures.py --manifest"
+
+
+def prose_words(markdown: str) -> int:
+    """Words of running prose in one markdown cell: tables, code, math, HTML tags and link targets left out."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
+    text = re.sub(r"\$[^$\n]+\$", "X", text)  # inline math counts as one word
+    text = re.sub(r"<[^>]+>", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("|"))
+    return len(re.findall(r"[A-Za-z0-9][A-Za-z0-9'’.,%-]*", text))
+
+
+def test_prose_words_counts_what_a_reader_reads():
+    assert prose_words("Two words.") == 2
+    assert prose_words("| a | b |\n| --- | --- |\n| 1 | 2 |\nthen $x^2 + y$ here") == 3
+    assert prose_words("see [the README](../README.md#a-very-long-anchor)\n```python\nx = 1\n```") == 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_chapter_says_what_it_needs_and_keeps_its_prose_short(path: Path):
+    # the house rule: a d2l-style section of about 1,500 words at most, numbers in tables
+    cells = json.loads(path.read_text())["cells"]
+    header = "".join(cells[0]["source"])
+    assert "Prerequisites" in header and "Run time" in header, f"{path.name}: the header names its prerequisites and run time"
+    words = sum(prose_words("".join(c["source"])) for c in cells if c["cell_type"] == "markdown")
+    assert words <= 1500, f"{path.name} has {words} words of prose; the series keeps each chapter to about 1,500"

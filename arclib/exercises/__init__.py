@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["Feedback", "Wrong", "Exercise", "Precision", "check", "exercise", "exercises", "expect_number",
-           "expect_tensor", "expect_same_function"]
+           "expect_prediction", "expect_tensor", "expect_same_function"]
 
 
 class Wrong(Exception):
@@ -272,6 +272,31 @@ def expect_number(answer: Any, expected: float, *, what: str = "your answer", di
         raise precision.close(what, f"{value:.6g}")
     direction = "too large" if value > expected else "too small"
     raise Wrong(f"{what} ({value:.6g}) is {direction}", hint)
+
+
+def expect_prediction(answer: Any, choices: dict[str, str], measure: Callable[[], tuple[float, Any]],
+                      outcome: Callable[[float, Any], str], **precision: Any) -> tuple[float, Any, str]:
+    """A predict-then-measure exercise: ``answer`` is ``{"prediction": "a", "measured": 12.3}``.
+
+    ``choices`` maps each allowed prediction to what it says. ``measure()`` runs the experiment once the answer is
+    well formed (it may take seconds) and returns the reference measurement and anything else the note needs;
+    the reader's measurement must agree with it to ``precision`` (``expect_number``'s keywords). The prediction is
+    not graded: ``outcome(reference, other)`` names the choice the measurement supports, and the returned verdict
+    says whether the reader's was it. Returns (reference, other, verdict).
+    """
+    listed = ", ".join(f'"{key}" ({text})' for key, text in choices.items())
+    if not isinstance(answer, dict) or set(answer) != {"prediction", "measured"}:
+        raise Wrong('your answer should be a dict {"prediction": ..., "measured": ...}; you gave '
+                    f"{type(answer).__name__} {answer!r}"[:200], f"predict one of {listed}, then run the experiment")
+    prediction = answer["prediction"]
+    if prediction in (None, Ellipsis) or answer["measured"] in (None, Ellipsis):
+        raise Wrong("both the prediction and the measurement are needed: predict first, then measure")
+    if prediction not in choices:
+        raise Wrong(f"prediction must be one of {listed}; you gave {prediction!r}")
+    reference, other = measure()
+    expect_number(answer["measured"], reference, **precision)
+    actual = outcome(reference, other)
+    return reference, other, "as you predicted" if prediction == actual else f"not as you predicted: {choices[actual]}"
 
 
 def expect_tensor(answer: Any, expected: Tensor, *, what: str = "your answer", rtol: float = 1e-5,

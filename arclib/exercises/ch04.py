@@ -1,4 +1,5 @@
-"""Chapter 04 — CIFAR-10: the warm-up length, what the margin costs, AdaCos's scale, losses at two scales."""
+"""Chapter 04 — CIFAR-10: the warm-up length, what the margin costs, AdaCos's scale, losses at two scales, and who
+clears the margin in a collapsed run (predict, then measure)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import math
 
 import torch
 
-from arclib import losses, train
-from arclib.exercises import exercise, expect_number
+from arclib import data, losses, pretrained, train
+from arclib.exercises import exercise, expect_number, expect_prediction
 
 #: the chapter's recipe: 50,000 images, batch 128 (the last partial batch dropped), 15 epochs of one-cycle
 IMAGES, BATCH, EPOCHS = 50_000, 128, 15
@@ -82,3 +83,43 @@ def loss_at_two_scales(answer) -> str:
                                 2 * at_16},
                   hint="logits s·cos θ_j for all ten classes, then −log of the target's softmax probability")
     return "same angles, a loss many times smaller: compare losses only at the same s"
+
+
+#: exercise 04.5 looks at the first 2,000 test images: seconds for a ResNet on a CPU
+MARGIN_IMAGES = 2000
+
+
+def cleared_margin(name: str, images: int = MARGIN_IMAGES) -> tuple[float, float]:
+    """(share that clears the margin, accuracy), both in %, of the shipped CIFAR-10 model ``name`` on the first
+    ``images`` test images. An image clears ArcFace's margin when θ_y + m is below its angle to every other centre:
+    the condition the loss trains for."""
+    model, loss, _ = pretrained.load(name)
+    test = data.load("cifar10", train=False)
+    with torch.no_grad():
+        x = torch.cat([model(batch) for batch in test.images[:images].split(500)])
+        labels = test.targets[:images]
+        cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(loss.head.weight, dim=1).T
+        theta = torch.acos(cos.clamp(-1, 1))
+        own = theta.gather(1, labels[:, None]).squeeze(1)
+        others = theta.scatter(1, labels[:, None], math.inf).min(dim=1).values
+    return 100 * float((own + loss.m < others).float().mean()), 100 * float((own < others).float().mean())
+
+
+def _cleared_outcome(cleared: float, accuracy: float) -> str:
+    return "c" if cleared < accuracy / 4 else ("b" if cleared < 0.75 * accuracy else "a")
+
+
+@exercise("04.5", "who clears the margin in a collapsed run (predict, then measure)")
+def collapsed_margin(answer) -> str:
+    choices = {"a": "about as many as it classifies correctly", "b": "about half of those", "c": "almost none"}
+    cleared, accuracy, verdict = expect_prediction(
+        answer, choices, lambda: cleared_margin("cifar10-short-arcface"), _cleared_outcome,
+        decimals=2, what="the share that clears the margin (in %)",
+        hint="per image: θ_y from its own centre, the smallest θ_j over the other centres, and count θ_y + m < that")
+    warm_cleared, warm_accuracy = cleared_margin("cifar10-short-arcface-warmup")
+    note = (f"{cleared:.2f} % clear the margin, {accuracy:.2f} % are classified correctly — {verdict}. With the "
+            f"warm-up: {warm_cleared:.2f} % and {warm_accuracy:.2f} %.")
+    if _cleared_outcome(cleared, accuracy) == "c":
+        note += (" The collapsed run classifies by a thin lead and almost never meets the margin it trains for, so "
+                 "nearly every image is still being pushed")
+    return note

@@ -1,4 +1,5 @@
-"""Chapter 07 — the margin family: CosFace's effective angular margin, the combined margin, sparsemax's support."""
+"""Chapter 07 — the margin family: CosFace's effective angular margin, the combined margin, sparsemax's support, and
+the support of the digits a trained sparsemax model gets wrong (predict, then measure)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import math
 
 import torch
 
-from arclib import losses
-from arclib.exercises import Wrong, exercise, expect_number, expect_same_function
+from arclib import data, losses, metrics, pretrained
+from arclib.exercises import Wrong, exercise, expect_number, expect_prediction, expect_same_function
 from arclib.sparsemax import sparsemax
 
 
@@ -66,3 +67,31 @@ def sparsemax_support(answer) -> str:
     if value != int(value):
         raise Wrong("a number of classes is a whole number")
     return "the own class and its two neighbours on the circle"
+
+
+def support_by_outcome(name: str = "mnist2d-angular_sparsemax") -> tuple[float, float]:
+    """Mean sparsemax support (``metrics.support_size``, margin included) of the MNIST test digits that the shipped
+    model ``name`` classifies wrongly, and of those it classifies correctly."""
+    model, loss, _ = pretrained.load(name)
+    test = data.load("mnist", train=False)
+    with torch.no_grad():
+        x = torch.cat([model(batch) for batch in test.images.split(1000)])
+    support = metrics.support_size(loss, x, test.targets).double()
+    right = loss.predict(x) == test.targets
+    return float(support[~right].mean()), float(support[right].mean())
+
+
+@exercise("07.4", "the support of the digits sparsemax gets wrong (predict, then measure)")
+def support_of_mistakes(answer) -> str:
+    choices = {"more": "more than one class more than the correct ones", "slightly": "more, by less than one class",
+               "fewer": "the same or fewer"}
+    wrong, right, verdict = expect_prediction(
+        answer, choices, support_by_outcome,
+        lambda w, r: "more" if w > r + 1 else ("slightly" if w > r else "fewer"),
+        digits=3, what="the mean support of the misclassified digits",
+        hint="metrics.support_size(loss, embeddings, labels), then the mean over the digits where loss.predict is wrong")
+    note = f"{wrong:.2f} classes for the misclassified digits, {right:.2f} for the correct ones — {verdict}."
+    if wrong <= right + 1:
+        note += (" On the circle every digit has two neighbouring centres within reach, right or wrong: the support "
+                 "follows the geometry more than the confidence")
+    return note

@@ -1,7 +1,8 @@
 """Chapter 10 exercises: one-shot by hand, and reading the Omniglot study — a difference against the seed spread,
-what more classes buy, the sign of the margin.
+what more classes buy, the sign of the margin — and one-shot by Euclidean distance (predict, then measure).
 
-Every reference value comes from the study arclib ships (``arclib.fewshot.study()``), never typed in.
+Every reference value comes from the study arclib ships (``arclib.fewshot.study()``) or is measured on a shipped
+model, never typed in.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from arclib import fewshot
-from arclib.exercises import Wrong, exercise, expect_number, expect_same_function
+from arclib import data, fewshot
+from arclib.exercises import Wrong, exercise, expect_number, expect_prediction, expect_same_function
 
 
 def _cells(metric: str = "one_shot_episodes") -> dict:
@@ -89,3 +90,41 @@ def best_cosface_margin(answer) -> str:
         "that is an angle in degrees; CosFace's m is subtracted from the cosine": expected * 57.29577951308232,
     }, hint="read the rows of the s-and-m table whose loss is CosFace (m = 0 is NormFace) at the same s")
     return "compare the winner's lead with the seed spread before you call it a law"
+
+
+#: exercise 10.5: 500 random 20-way episodes at seed 0 (a few seconds)
+EPISODES = 500
+
+
+def one_shot_by_metric(name: str = "omniglot-arcface", episodes: int = EPISODES) -> dict[str, float]:
+    """20-way one-shot accuracy (%) of the shipped Omniglot model ``name`` on the 659 evaluation characters, by
+    cosine and by Euclidean distance between the raw embeddings, over the same ``episodes`` (seed 0)."""
+    from torch.utils.data import DataLoader
+
+    from arclib.train import embed
+
+    model, _, _ = fewshot.shipped(name)
+    x, labels = embed(model, DataLoader(data.omniglot("evaluation"), batch_size=1024), "cpu")
+    return {metric: fewshot.episodes(x, labels, n_episodes=episodes, seed=0, metric=metric)[0]
+            for metric in fewshot.METRICS}
+
+
+@exercise("10.5", "one-shot by Euclidean distance (predict, then measure)")
+def euclidean_one_shot(answer) -> str:
+    choices = {"higher": "higher than by cosine", "same": "within a point of the cosine's",
+               "lower": "lower than by cosine"}
+
+    def measure() -> tuple[float, float]:
+        both = one_shot_by_metric()
+        return both["euclidean"], both["cosine"]
+
+    euclidean, cosine, verdict = expect_prediction(
+        answer, choices, measure,
+        lambda euc, cos: "same" if abs(euc - cos) <= 1 else ("higher" if euc > cos else "lower"),
+        digits=3, what="the Euclidean one-shot accuracy (in %)",
+        hint='fewshot.episodes(embeddings, labels, n_episodes=500, seed=0, metric="euclidean")[0]')
+    note = f"{euclidean:.1f} % by Euclidean distance, {cosine:.1f} % by cosine — {verdict}."
+    if euclidean < cosine - 1:
+        note += (" ArcFace trained the directions only; the lengths it never constrained vary from image to image "
+                 "and add noise to the distance")
+    return note

@@ -71,3 +71,22 @@ def test_own_angle():
     assert "nearest" in check("03.4", nearest).hint
     wrong = check("03.4", degrees + 5)
     assert wrong.passed is False and f"{degrees:.2f}" not in str(wrong)
+
+
+def test_rotated_digits_predict_then_measure(mnist_root, monkeypatch):
+    import functools
+
+    from answer_leaks import predicts_and_measures
+
+    from arclib.exercises import ch03
+
+    monkeypatch.setenv("ARCLIB_DATA", str(mnist_root))
+    monkeypatch.setattr(ch03, "rotated_accuracy", functools.lru_cache(ch03.rotated_accuracy))
+    arcface, softmax = ch03.rotated_accuracy("mnist128-arcface"), ch03.rotated_accuracy("mnist128-softmax")
+    assert 50 < arcface < 99 and 50 < softmax < 99  # a 30° turn costs accuracy, and leaves much of it
+    unrotated = ch03.rotated_accuracy("mnist128-arcface", 0)
+    assert abs(unrotated - 100 * ch03.pretrained.info("mnist128-arcface")["test_accuracy"]) < 0.05
+    actual = "same" if abs(arcface - softmax) <= 1 else ("arcface" if arcface > softmax else "softmax")
+    predicts_and_measures("03.5", ("arcface", "softmax", "same"), actual, arcface, round(arcface, 1), arcface - 5)
+    assert "close" in check("03.5", {"prediction": actual, "measured": round(arcface)}).message
+    assert "dict" in check("03.5", 87.7).message

@@ -42,3 +42,21 @@ def test_loss_at_two_scales():
     assert "s = 16" in check("04.4", at_16).hint
     assert "double" in check("04.4", 2 * at_16).hint
     assert check("04.4", 0.5).passed is False
+
+
+def test_collapsed_margin_predict_then_measure(cifar_root, monkeypatch):
+    import functools
+
+    from answer_leaks import predicts_and_measures
+
+    from arclib.exercises import ch04
+
+    monkeypatch.setenv("ARCLIB_DATA", str(cifar_root))
+    monkeypatch.setenv("ARCLIB_CIFAR10_CHECKSUMS", "offline-mirror")
+    monkeypatch.setattr(ch04, "cleared_margin", functools.lru_cache(ch04.cleared_margin))
+    cleared, accuracy = ch04.cleared_margin("cifar10-short-arcface")
+    warm_cleared, warm_accuracy = ch04.cleared_margin("cifar10-short-arcface-warmup")
+    assert 0 <= cleared <= accuracy and 0 <= warm_cleared <= warm_accuracy  # clearing the margin implies correct
+    actual = "c" if cleared < accuracy / 4 else ("b" if cleared < 0.75 * accuracy else "a")
+    right = predicts_and_measures("04.5", ("a", "b", "c"), actual, cleared, round(cleared, 2), cleared + 7.3)
+    assert f"{warm_cleared:.2f}" in right.message

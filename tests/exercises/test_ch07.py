@@ -32,3 +32,19 @@ def test_sparsemax_support():
     assert check("07.3", 1).passed is False
     wrong = check("07.3", 5)
     assert wrong.passed is False and "3" not in wrong.hint
+
+
+def test_support_of_mistakes_predict_then_measure(mnist_root, monkeypatch):
+    import functools
+
+    from answer_leaks import predicts_and_measures
+
+    from arclib.exercises import ch07
+
+    monkeypatch.setenv("ARCLIB_DATA", str(mnist_root))
+    monkeypatch.setattr(ch07, "support_by_outcome", functools.lru_cache(ch07.support_by_outcome))
+    wrong, right = ch07.support_by_outcome()
+    assert 1 <= right <= 10 and 1 <= wrong <= 10
+    actual = "more" if wrong > right + 1 else ("slightly" if wrong > right else "fewer")
+    verdict = predicts_and_measures("07.4", ("more", "slightly", "fewer"), actual, wrong, round(wrong, 2), wrong + 2)
+    assert f"{right:.2f}" in verdict.message

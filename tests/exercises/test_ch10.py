@@ -53,3 +53,22 @@ def test_best_cosface_margin():
     assert check("10.4", best).passed is True
     assert "lowest" in check("10.4", worst).hint
     assert check("10.4", best + 0.05).passed is False
+
+
+def test_euclidean_one_shot_predict_then_measure(omniglot_root, monkeypatch):
+    import functools
+
+    from answer_leaks import predicts_and_measures
+
+    from arclib.exercises import ch10
+
+    monkeypatch.setenv("ARCLIB_DATA", str(omniglot_root))
+    monkeypatch.setenv("ARCLIB_OMNIGLOT_CHECKSUMS", "offline-mirror")
+    monkeypatch.setattr(ch10, "one_shot_by_metric", functools.lru_cache(ch10.one_shot_by_metric))
+    both = ch10.one_shot_by_metric()
+    assert 40 < both["cosine"] < 100 and 20 < both["euclidean"] < 100
+    euclidean = both["euclidean"]
+    actual = "same" if abs(euclidean - both["cosine"]) <= 1 else ("higher" if euclidean > both["cosine"] else "lower")
+    verdict = predicts_and_measures("10.5", ("higher", "same", "lower"), actual, euclidean, round(euclidean, 1),
+                                    euclidean + 8)
+    assert f"{both['cosine']:.1f}" in verdict.message

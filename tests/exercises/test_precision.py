@@ -190,6 +190,10 @@ EXACT = {"07.3": "a whole number", "08.1": "exact", "08.3": "a whole number", "1
 #: answers that are functions, classes or one letter
 NOT_NUMBERS = {"01.2", "01.3", "02.2", "02.5", "03.1", "05.2", "06.3", "07.2", "08.2", "09.2", "09.3", "10.1", "10.2",
                "11.1"}
+#: predict, then measure: a dict {"prediction", "measured"}; the measurement's precision as stated (tests/exercises/
+#: test_chNN.py run each on the real data and the shipped model)
+PREDICT_THEN_MEASURE = {"03.5": "3 significant figures", "04.5": "2 decimals", "07.4": "3 significant figures",
+                        "10.5": "3 significant figures"}
 
 
 def rounded(x, kind: str, n: int):
@@ -218,8 +222,18 @@ def asked(exercise_id: str) -> tuple[str, str, str]:
 
 
 def test_every_exercise_is_classified():
-    assert set(NUMERIC) | set(EXACT) | NOT_NUMBERS == {e.id for e in exercises()}
-    assert not (set(NUMERIC) & set(EXACT) or set(NUMERIC) & NOT_NUMBERS or set(EXACT) & NOT_NUMBERS)
+    kinds = [set(NUMERIC), set(EXACT), NOT_NUMBERS, set(PREDICT_THEN_MEASURE)]
+    assert set().union(*kinds) == {e.id for e in exercises()}
+    assert sum(len(k) for k in kinds) == len(set().union(*kinds)), "an exercise is in two classes"
+
+
+@pytest.mark.parametrize("exercise_id", sorted(PREDICT_THEN_MEASURE))
+def test_a_predict_then_measure_exercise_states_its_precision_and_its_form(exercise_id):
+    prompt, answer, solution = asked(exercise_id)
+    assert "(predict, then measure)" in prompt and PREDICT_THEN_MEASURE[exercise_id] in " ".join(prompt.split())
+    assert '"prediction"' in answer and '"measured"' in answer
+    assert 'answer = {"prediction":' in solution
+    assert "not answered yet" in str(check(exercise_id, ...))
 
 
 @pytest.mark.parametrize("exercise_id", sorted(NUMERIC))
