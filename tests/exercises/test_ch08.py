@@ -31,3 +31,19 @@ def test_pairs_behind_a_far():
     assert "30,000" in check("08.3", 30).hint
     assert check("08.3", 0.001).passed is False
     assert check("08.3", 2.5).passed is False
+
+
+def test_seen_digits_verification_predict_then_measure(mnist_root, monkeypatch):
+    import functools
+
+    from answer_leaks import predicts_and_measures
+
+    from arclib.exercises import ch08
+
+    monkeypatch.setenv("ARCLIB_DATA", str(mnist_root))
+    monkeypatch.setattr(ch08, "seen_and_unseen_verification", functools.lru_cache(ch08.seen_and_unseen_verification))
+    seen, unseen = ch08.seen_and_unseen_verification()
+    assert 50 < unseen < seen <= 100  # pairs of trained digits verify better than pairs of new ones
+    actual = "a" if seen - unseen < 5 else ("b" if seen - unseen <= 15 else "c")
+    verdict = predicts_and_measures("08.4", ("a", "b", "c"), actual, seen, round(seen, 1), seen - 6)
+    assert f"{unseen:.1f}" in verdict.message
