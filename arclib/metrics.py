@@ -53,18 +53,10 @@ def _degrees(cos: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def angle_stats(embeddings: Tensor, labels: Tensor, centres: Tensor, max_samples: int = 2000,
-                seed: int = 0) -> dict[str, float]:
-    """Angle statistics in degrees, of embeddings (N, d) with labels in [0, C) around centres (C, d).
-
-    - ``intra``: mean angle between each embedding and its own centre (paper: Intra1).
-    - ``to_nearest_other_centre``: mean over embeddings of the angle to the nearest *other* centre; with a
-      margin this stays well above ``intra``.
-    - ``inter_centre_min`` / ``inter_centre_mean`` / ``inter_centre_nearest_mean``: minimum and mean angle
-      between distinct centres, and the mean over centres of the angle to the nearest other (paper: Inter1).
-    - ``inter_embedding``: mean angle between embeddings of different classes (paper: Inter2 style), on at most
-      ``max_samples`` randomly chosen embeddings (pairwise is O(N²)).
-    """
+def angles_to_centres(embeddings: Tensor, labels: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
+    """Per embedding (N, d) with labels in [0, C), in degrees: the angle to its own centre (of ``centres``, (C, d))
+    and the angle to the nearest *other* centre. An embedding is classified by angle correctly when the first is
+    the smaller, and clears an angular margin m when the first plus m is."""
     if embeddings.dim() != 2 or centres.dim() != 2 or embeddings.shape[1] != centres.shape[1]:
         raise ValueError(f"embeddings (N, d) and centres (C, d) must share d, got {tuple(embeddings.shape)} and "
                          f"{tuple(centres.shape)}")
@@ -77,7 +69,27 @@ def angle_stats(embeddings: Tensor, labels: Tensor, centres: Tensor, max_samples
     cos = x @ w.T  # (N, C)
     own = _degrees(cos.gather(1, labels[:, None])).squeeze(1)
     others = cos.scatter(1, labels[:, None], -2.0)
-    nearest_other = _degrees(others.max(1).values)
+    return own, _degrees(others.max(1).values)
+
+
+@torch.no_grad()
+def angle_stats(embeddings: Tensor, labels: Tensor, centres: Tensor, max_samples: int = 2000,
+                seed: int = 0) -> dict[str, float]:
+    """Angle statistics in degrees, of embeddings (N, d) with labels in [0, C) around centres (C, d).
+
+    - ``intra``: mean angle between each embedding and its own centre (paper: Intra1).
+    - ``to_nearest_other_centre``: mean over embeddings of the angle to the nearest *other* centre; with a
+      margin this stays well above ``intra``.
+    - ``inter_centre_min`` / ``inter_centre_mean`` / ``inter_centre_nearest_mean``: minimum and mean angle
+      between distinct centres, and the mean over centres of the angle to the nearest other (paper: Inter1).
+    - ``inter_embedding``: mean angle between embeddings of different classes (paper: Inter2 style), on at most
+      ``max_samples`` randomly chosen embeddings (pairwise is O(N²)).
+    """
+    own, nearest_other = angles_to_centres(embeddings, labels, centres)
+    labels = labels.long().cpu()
+    c = centres.shape[0]
+    x = F.normalize(embeddings.detach().float().cpu(), dim=1)
+    w = F.normalize(centres.detach().float().cpu(), dim=1)
     cc = _degrees(w @ w.T)
     off = ~torch.eye(c, dtype=torch.bool)
     inter = cc[off]

@@ -174,3 +174,17 @@ def test_comparison_rows_are_accuracy_and_angle_stats():
     assert first.startswith("ArcFace 4-D") and first.endswith("12 s")
     assert f"{100 * row['accuracy']:.2f}%" in first and f"{row['intra']:.1f}°" in first
     assert "wall time" not in metrics.comparison({"a": (loss, emb, labels)})[1]
+
+
+def test_angles_to_centres_per_sample_by_hand():
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    x = torch.tensor([[2.0, 2.0], [0.0, -3.0]])  # 45° from centres 0 and 1; 90° from 0 and 2, 180° from 1
+    own, nearest_other = metrics.angles_to_centres(x, torch.tensor([0, 1]), centres)
+    torch.testing.assert_close(own, torch.tensor([45.0, 180.0]))
+    torch.testing.assert_close(nearest_other, torch.tensor([45.0, 90.0]))
+    stats = metrics.angle_stats(x, torch.tensor([0, 1]), centres)
+    assert stats["intra"] == pytest.approx(112.5) and stats["to_nearest_other_centre"] == pytest.approx(67.5)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        metrics.angles_to_centres(x, torch.tensor([0, 3]), centres)
+    with pytest.raises(ValueError, match="must share d"):
+        metrics.angles_to_centres(x, torch.tensor([0, 1]), torch.zeros(3, 5))

@@ -72,12 +72,14 @@ def sparsemax_support(answer) -> str:
 def support_by_outcome(name: str = "mnist2d-angular_sparsemax") -> tuple[float, float]:
     """Mean sparsemax support (``metrics.support_size``, margin included) of the MNIST test digits that the shipped
     model ``name`` classifies wrongly, and of those it classifies correctly."""
+    from torch.utils.data import DataLoader
+
+    from arclib.train import embed
+
     model, loss, _ = pretrained.load(name)
-    test = data.load("mnist", train=False)
-    with torch.no_grad():
-        x = torch.cat([model(batch) for batch in test.images.split(1000)])
-    support = metrics.support_size(loss, x, test.targets).double()
-    right = loss.predict(x) == test.targets
+    x, labels = embed(model, DataLoader(data.load("mnist", train=False), batch_size=1000), "cpu")
+    support = metrics.support_size(loss, x, labels).double()
+    right = loss.predict(x) == labels
     return float(support[~right].mean()), float(support[right].mean())
 
 
