@@ -282,11 +282,9 @@ def study() -> dict:
 
 def summary(runs: list[dict], metric: str) -> dict[tuple[str, int], tuple[float, float, int]]:
     """{(label, K): (mean, standard deviation over seeds, number of seeds)} of ``metric`` over ``runs``."""
-    cells: dict[tuple[str, int], list[float]] = {}
-    for run in runs:
-        cells.setdefault((run["label"], run["K"]), []).append(float(run[metric]))
-    return {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"), len(v))
-            for key, v in cells.items()}
+    from arclib import metrics
+
+    return metrics.over_seeds(runs, metric, by=("label", "K"))
 
 
 def shipped(name: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:

@@ -4,6 +4,8 @@
 - ``angle_stats``: the ArcFace paper's angle statistics (Deng et al. 2019, Table 1's W-EqM, Intra, Inter):
   how tightly each class sits around its centre, and how far apart the classes are.
 - ``support_size``: how many classes the training criterion gives probability to (sparsemax: often one).
+- ``over_seeds``: mean and spread of a recorded metric over the seeds of each setting, for comparisons that
+  name their spread.
 - ``verification``: the face-verification protocol of LFW applied to any labelled embeddings, typically of
   classes the model never saw (open set): balanced same/different pairs scored by cosine similarity, ROC,
   TAR at fixed FAR, and 10-fold accuracy with the threshold chosen on the other nine folds.
@@ -259,3 +261,22 @@ def comparison(runs: dict[str, tuple]) -> tuple[dict[str, dict], str]:
             line += f" {row['seconds']:7.0f} s"
         lines.append(line)
     return stats, "\n".join(lines)
+
+
+def over_seeds(runs: list[dict], metric: str, by: tuple[str, ...] = ("label",)
+               ) -> dict[tuple | str, tuple[float, float, int]]:
+    """Mean, sample standard deviation (ddof = 1; NaN for one seed) and number of seeds of ``metric`` per setting.
+
+    ``runs`` holds one dict per trained run; runs that agree on the keys ``by`` are seeds of one setting. The result
+    is keyed by the value of ``by`` (a single key gives the value itself, several a tuple), in first-seen order.
+    A run without ``metric`` or one of ``by`` is refused by name.
+    """
+    cells: dict = {}
+    for i, run in enumerate(runs):
+        missing = [k for k in (*by, metric) if k not in run]
+        if missing:
+            raise ValueError(f"runs[{i}] has no {', '.join(map(repr, missing))}; it has {sorted(run)}")
+        key = run[by[0]] if len(by) == 1 else tuple(run[k] for k in by)
+        cells.setdefault(key, []).append(float(run[metric]))
+    return {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"), len(v))
+            for key, v in cells.items()}

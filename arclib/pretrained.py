@@ -135,6 +135,24 @@ def load_from_study(study: dict, folder: str | os.PathLike, name: str, what: str
     return model, loss.eval(), entry
 
 
+#: recorded studies without a checkpoint per run, shipped beside the models: name -> file in ``DIR``
+STUDIES = {"cifar10-seeds": "CIFAR10_SEEDS.json"}
+
+
+def recorded_study(name: str) -> dict:
+    """A recorded multi-seed study as its benchmark script wrote it into ``DIR``: ``{"runs": [one dict per run:
+    label, seed, command, metrics ...], "commands": [...], "cpu_minutes": ...}``.
+
+    ``"cifar10-seeds"``: chapter 04's losses over three seeds (``python benchmarks/cifar10_seeds.py``).
+    """
+    if name not in STUDIES:
+        raise ValueError(f"name must be a recorded study ({', '.join(sorted(STUDIES))}); got {name!r}")
+    path = DIR / STUDIES[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall arclib or rerun the study's script")
+    return json.loads(path.read_text())
+
+
 def retrain_args(command: str, quick: bool, out: str | os.PathLike) -> list[str]:
     """The CLI arguments that rerun a recorded ``python -m arclib train ...`` command in a notebook.
 

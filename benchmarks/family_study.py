@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the shared helpers in benchmarks/machine.py
+from machine import write_result  # noqa: E402
+
 RESULTS = HERE / "family"
 CHECKPOINTS = HERE.parent / "runs" / "family"
 SEEDS = (0, 1, 2)
@@ -163,10 +166,7 @@ def run_one(spec: dict, results: Path, checkpoints: Path, quick: bool = False, s
     (checkpoints / spec["run"]).mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "loss": loss.state_dict(), "loss_name": loss.name,
                 "loss_hparams": loss.hparams()}, checkpoints / spec["run"] / "final.pt")
-    results.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    tmp.replace(out)
+    write_result(out, result)
     print(f"{spec['run']}: test {result['test_acc']:.2f} % ({seconds:.0f} s)", flush=True)
     return result
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
+from pathlib import Path
 
 import torch
 
@@ -26,3 +28,11 @@ def describe(device: torch.device | None = None) -> str:
     if device is not None and device.type == "cuda":
         lines.append(f"- GPU: {torch.cuda.get_device_name(device)}")
     return "\n".join(lines)
+
+
+def write_result(path: Path, result: dict) -> None:
+    """One run's result as JSON, written whole or not at all: a result file is what marks a run finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)

@@ -74,3 +74,13 @@ def test_family_study_quick(mnist_root):
                                                                                "| cosface |"))}
     assert all(c.endswith("(1)") for c in rows["adaface"] + rows["adacos"]) and set(rows["cosface"]) == {"—"}
     assert "- CPU:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cifar10_seeds_quick(cifar_root, monkeypatch):
+    monkeypatch.setenv("ARCLIB_CIFAR10_CHECKSUMS", "offline-mirror")
+    proc = bench("cifar10_seeds.py", "--quick", data=cifar_root)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| softmax | 1 |", "| arcface | 1 |"))]
+    assert len(rows) == 2 and "- CPU:" in proc.stdout
+    assert "python -m arclib train --data cifar10" in proc.stdout

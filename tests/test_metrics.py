@@ -188,3 +188,21 @@ def test_angles_to_centres_per_sample_by_hand():
         metrics.angles_to_centres(x, torch.tensor([0, 3]), centres)
     with pytest.raises(ValueError, match="must share d"):
         metrics.angles_to_centres(x, torch.tensor([0, 1]), torch.zeros(3, 5))
+
+
+def test_over_seeds_mean_and_sample_spread_per_setting():
+    runs = [{"label": "a", "K": 10, "acc": 80.0}, {"label": "a", "K": 10, "acc": 82.0},
+            {"label": "b", "K": 10, "acc": 70.0}, {"label": "a", "K": 30, "acc": 90.0}]
+    by_label = metrics.over_seeds(runs, "acc")
+    assert list(by_label) == ["a", "b"]
+    mean, std, n = by_label["a"]
+    assert (mean, n) == (pytest.approx(84.0), 3)
+    assert std == pytest.approx(np.std([80.0, 82.0, 90.0], ddof=1))
+    assert math.isnan(by_label["b"][1]) and by_label["b"][2] == 1
+    by_both = metrics.over_seeds(runs, "acc", by=("label", "K"))
+    assert by_both[("a", 10)] == (pytest.approx(81.0), pytest.approx(math.sqrt(2)), 2)
+
+
+def test_over_seeds_refuses_a_run_without_the_metric_by_name():
+    with pytest.raises(ValueError, match=r"runs\[1\] has no 'acc'"):
+        metrics.over_seeds([{"label": "a", "acc": 1.0}, {"label": "a"}], "acc")

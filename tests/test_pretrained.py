@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from arclib import config, data, losses, models, pretrained, train
+from arclib import config, data, losses, metrics, models, pretrained, train
 
 SHIPPED = pretrained.names()
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +104,8 @@ def test_wheel_carries_the_checkpoints(tmp_path):
     for name in SHIPPED:
         assert f"arclib/checkpoints/{pretrained.info(name)['file']}" in inside
     assert "arclib/checkpoints/MANIFEST.json" in inside
+    for file in pretrained.STUDIES.values():
+        assert f"arclib/checkpoints/{file}" in inside
 
 
 def test_retrain_args_keep_the_recipe_and_free_the_machine():
@@ -137,3 +139,18 @@ def test_results_tables_are_generated_from_the_manifest():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--check"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_recorded_study_refuses_an_unknown_name_by_name():
+    with pytest.raises(ValueError, match=r"name must be a recorded study \(cifar10-seeds\); got 'cifar10'"):
+        pretrained.recorded_study("cifar10")
+
+
+def test_cifar10_seed_study_holds_three_seeds_per_loss_with_their_commands():
+    study = pretrained.recorded_study("cifar10-seeds")
+    cells = metrics.over_seeds(study["runs"], "test_accuracy")
+    assert {"softmax", "normface", "arcface"} <= set(cells)
+    for label, (mean, std, n) in cells.items():
+        assert n >= 3 and 10 < mean <= 100 and std >= 0, label
+    for run in study["runs"]:
+        assert run["command"].startswith("python -m arclib train --data cifar10") and f"--seed {run['seed']}" in run["command"]
